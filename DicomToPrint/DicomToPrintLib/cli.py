@@ -1,0 +1,197 @@
+"""The ``dicomtoprint`` command: a DICOM folder to a print-ready STL, on a plain Python install.
+
+    dicomtoprint INPUT_DIR -o OUT.stl [options]     convert (progress on stderr, summary on stdout)
+    dicomtoprint INPUT_DIR --list-series             list the series found, numbered for --series
+    dicomtoprint sample OUTPUT_DIR [--phantom NAME]  write a synthetic CT series to try it on
+
+Exit status: 0 only when the STL was written; 1 for a problem with the input, the settings or the output
+(the message names the file and the problem); 2 for a usage error; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import export, sampledata, segment, surface
+from .logic import DicomToPrintLogic, DicomToPrintParameters, __version__
+from .runtime import DicomToPrintError, ProcessingCancelled
+
+_ISLANDS = {"keep-largest": segment.KEEP_LARGEST_ISLAND, "remove-small": segment.REMOVE_SMALL_ISLANDS,
+            "none": segment.ISLANDS_NONE}
+_SMOOTHING = {"median": segment.MEDIAN, "opening": segment.MORPHOLOGICAL_OPENING,
+              "closing": segment.MORPHOLOGICAL_CLOSING, "gaussian": segment.GAUSSIAN, "joint": segment.JOINT_TAUBIN,
+              "none": segment.SMOOTHING_NONE}
+_SURFACE = {"flying-edges": surface.FLYING_EDGES, "surface-nets": surface.SURFACE_NETS}
+
+
+def _convertParser() -> argparse.ArgumentParser:
+    defaults = DicomToPrintParameters()
+    parser = argparse.ArgumentParser(
+        prog="dicomtoprint",
+        description="Turn a CT or MR DICOM series into a watertight, print-ready STL with 3D Slicer's libraries.",
+        epilog="Other commands: 'dicomtoprint sample OUTPUT_DIR' writes a synthetic CT series to try.")
+    parser.add_argument("input", metavar="INPUT_DIR", help="folder with the DICOM files (searched recursively)")
+    parser.add_argument("-o", "--output", metavar="OUT.stl", help="STL file to write")
+    parser.add_argument("--version", action="version", version=f"dicomtoprint {__version__}")
+    group = parser.add_argument_group("input")
+    group.add_argument("--list-series", action="store_true", help="list the series found and exit")
+    group.add_argument("--series", metavar="UID|N", default="",
+                       help="series to convert: SeriesInstanceUID or number from --list-series "
+                            "(default: the largest CT or MR series)")
+    group = parser.add_argument_group("segmentation (Slicer's Segment Editor effects)")
+    group.add_argument("--preset", choices=list(segment.THRESHOLD_PRESETS), default=defaults.preset,
+                       help=f"threshold preset (default: {defaults.preset})")
+    group.add_argument("--threshold", nargs=2, type=float, metavar=("MIN", "MAX"),
+                       help="explicit threshold range (overrides the preset)")
+    group.add_argument("--auto-threshold", choices=list(segment.AUTO_THRESHOLD_METHODS), metavar="METHOD",
+                       help="automatic threshold: " + ", ".join(segment.AUTO_THRESHOLD_METHODS))
+    group.add_argument("--islands", choices=list(_ISLANDS), default="keep-largest",
+                       help="keep the largest island, remove small islands, or none (default: keep-largest)")
+    group.add_argument("--min-island-mm3", type=float, default=defaults.islandsMinimumSizeMm3, metavar="MM3",
+                       help=f"minimum island size in mm^3 (default: {defaults.islandsMinimumSizeMm3:g})")
+    group.add_argument("--smoothing", choices=list(_SMOOTHING), default="median",
+                       help="labelmap smoothing method (default: median)")
+    group.add_argument("--kernel-mm", type=float, default=defaults.kernelSizeMm, metavar="MM",
+                       help=f"smoothing kernel size, or Gaussian sigma, in mm (default: {defaults.kernelSizeMm:g})")
+    group = parser.add_argument_group("surface and mesh")
+    group.add_argument("--surface-method", choices=list(_SURFACE), default="flying-edges",
+                       help="closed surface conversion (default: flying-edges)")
+    group.add_argument("--surface-smoothing", type=float, default=defaults.surfaceSmoothingFactor, metavar="F",
+                       help=f"surface smoothing factor 0-1 (default: {defaults.surfaceSmoothingFactor:g})")
+    group.add_argument("--target-triangles", type=int, default=defaults.targetTriangles, metavar="N",
+                       help=f"decimate to at most N triangles, 0 for no limit (default: {defaults.targetTriangles})")
+    group.add_argument("--reduction", type=float, default=defaults.targetReduction, metavar="F",
+                       help="also remove this fraction of the triangles, 0-0.999 (default: 0)")
+    group = parser.add_argument_group("output")
+    group.add_argument("--ras", action="store_true", help="write RAS coordinates (Slicer's) instead of LPS (DICOM's)")
+    group.add_argument("--scale", type=float, default=1.0, help="unit scale: 1 = mm (default), 0.001 = m")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    group.add_argument("--report", metavar="OUT.json", help="write a JSON summary of the run")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    group.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+    return parser
+
+
+def _parameters(args) -> DicomToPrintParameters:
+    values = dict(
+        series=args.series, preset=args.preset, autoThresholdMethod=args.auto_threshold or "",
+        islandsOperation=_ISLANDS[args.islands], islandsMinimumSizeMm3=args.min_island_mm3,
+        smoothingMethod=_SMOOTHING[args.smoothing], kernelSizeMm=args.kernel_mm,
+        gaussianStandardDeviationMm=args.kernel_mm, conversionMethod=_SURFACE[args.surface_method],
+        surfaceSmoothingFactor=args.surface_smoothing, targetTriangles=args.target_triangles,
+        targetReduction=args.reduction, coordinateSystem=export.RAS if args.ras else export.LPS,
+        sizeScale=args.scale, overwrite=args.overwrite,
+        segmentName={"CT bone": "Bone", "CT skin": "Skin", "CT soft tissue": "Soft tissue"}[args.preset])
+    if args.threshold:
+        values.update(minimumThreshold=args.threshold[0], maximumThreshold=args.threshold[1], segmentName="Segment")
+    parameters = DicomToPrintParameters(**values)
+    parameters.validate()
+    return parameters
+
+
+class _Progress:
+    """One line per step on stderr (a terminal shows them updating in place)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.inPlace = enabled and sys.stderr.isatty()
+        self.last = None
+
+    def __call__(self, text: str, percent: float) -> bool:
+        if self.enabled and text != self.last:
+            self.last = text
+            end = "\r" if self.inPlace else "\n"
+            sys.stderr.write(f"[{percent:5.1f}%] {text:<60}{end}")
+            sys.stderr.flush()
+        return False  # never cancels; Ctrl-C does
+
+    def finish(self) -> None:
+        if self.inPlace:
+            sys.stderr.write("\n")
+
+
+def _listSeries(args) -> int:
+    scan = DicomToPrintLogic().findSeries(args.input)
+    if not scan.series:
+        raise DicomToPrintError(f"{args.input}: no DICOM image series found ({scan.skippedFiles} files skipped)")
+    default = None
+    try:
+        default = scan.selectSeries()
+    except DicomToPrintError:
+        pass
+    print(f"{'#':>3}  {'modality':8} {'slices':>6}  {'size':>13}  {'spacing (mm)':>22}  description")
+    for entry, series in zip(scan.listing(), scan.series, strict=True):
+        size = "x".join(str(v) for v in entry["size"])
+        spacing = " x ".join("?" if v is None else f"{v:g}" for v in entry["spacingMm"])
+        mark = "*" if series is default else " "
+        print(f"{entry['number']:>3}{mark} {entry['modality']:8} {entry['slices']:>6}  {size:>13}  {spacing:>22}  "
+              f"{entry['description']}")
+        print(f"      {entry['seriesInstanceUID']}")
+    print(f"(* = converted by default; {scan.skippedFiles} other files skipped)")
+    return 0
+
+
+def _convert(argv) -> int:
+    parser = _convertParser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.list_series:
+        return _listSeries(args)
+    if not args.output:
+        parser.error("the output file is required: -o OUT.stl")
+    parameters = _parameters(args)
+    progress = _Progress(not args.quiet)
+    try:
+        result = DicomToPrintLogic().run(args.input, args.output, parameters, reportPath=args.report,
+                                         progressCallback=progress)
+    finally:
+        progress.finish()
+    m = result.mesh
+    print(f"Wrote {result.outputPath}: {m.triangles} triangles, "
+          f"{'watertight' if m.watertight else 'NOT watertight'}, {m.parts} part(s), "
+          f"{m.volumeMm3 / 1000.0:.2f} cm^3, {result.timings['total']:.1f} s")
+    print(f"Threshold {result.threshold['minimum']:g} to {result.threshold['maximum']:g} "
+          f"({result.threshold['source']})")
+    for warning in result.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    if result.reportPath:
+        print(f"Report: {result.reportPath}")
+    return 0
+
+
+def _sample(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dicomtoprint sample",
+        description="Write a synthetic CT series (an analytic phantom) to try DicomToPrint on.")
+    parser.add_argument("output", metavar="OUTPUT_DIR", help="folder to write the DICOM files into (created)")
+    parser.add_argument("--phantom", choices=sorted(sampledata.PHANTOMS), default="shell",
+                        help="which phantom (default: shell, a hollow sphere)")
+    args = parser.parse_args(argv)
+    if os.path.isdir(args.output) and os.listdir(args.output):
+        raise DicomToPrintError(f"{args.output}: folder is not empty; choose a new folder for the sample series")
+    paths = sampledata.writePhantomSeries(args.phantom, args.output)
+    print(json.dumps({"phantom": args.phantom, "folder": os.path.abspath(args.output), "files": len(paths),
+                      "description": sampledata.PHANTOMS[args.phantom].description}))
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["sample"]:
+            return _sample(argv[1:])
+        return _convert(argv)
+    except (DicomToPrintError, ValueError) as error:
+        print(f"dicomtoprint: error: {error}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ProcessingCancelled):
+        print("dicomtoprint: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Step 7 of the pipeline: write the files, atomically.
+
+The STL is written by Slicer's own exporter (``vtkSlicerSegmentationsModuleLogic``): LPS millimetres by
+default, as DICOM and most planning software expect, RAS on request, with Slicer's header
+("3D Slicer output. SPACE=LPS;SCALE=1"). Slicer names the file after the node and segment; it is written into
+a hidden temporary folder beside the target and renamed to the exact path the user gave only when complete, so
+a failed or interrupted run never leaves a half-written file, and never replaces an existing one unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import vtk
+
+from .runtime import DicomToPrintError, checkChoice
+
+LPS = "LPS"
+RAS = "RAS"
+COORDINATE_SYSTEMS = (LPS, RAS)
+
+
+def checkOutputPath(outputPath: str, overwrite: bool = False) -> str:
+    """The absolute output path, after checking that it can be written.
+
+    :raises DicomToPrintError: when the folder does not exist or is not writable, the path is a folder, or the
+        file exists and ``overwrite`` is False.
+    """
+    outputPath = os.path.abspath(outputPath)
+    folder = os.path.dirname(outputPath)
+    if os.path.isdir(outputPath):
+        raise DicomToPrintError(f"{outputPath}: is a folder; give a file name for the output")
+    if not os.path.isdir(folder):
+        raise DicomToPrintError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DicomToPrintError(f"{folder}: output folder is not writable")
+    if os.path.exists(outputPath) and not overwrite:
+        raise DicomToPrintError(f"{outputPath}: file exists; it is kept (use overwrite to replace it)")
+    return outputPath
+
+
+class AtomicOutput:
+    """A temporary folder beside the target, removed on exit; :meth:`commit` renames a finished file into place."""
+
+    def __init__(self, outputPath: str, overwrite: bool = False):
+        self.outputPath = checkOutputPath(outputPath, overwrite)
+        self.overwrite = overwrite
+        self.folder = None
+
+    def __enter__(self) -> AtomicOutput:
+        self.folder = tempfile.mkdtemp(prefix=".dicomtoprint-", dir=os.path.dirname(self.outputPath))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def commit(self, finishedPath: str) -> str:
+        if os.path.exists(self.outputPath) and not self.overwrite:
+            raise DicomToPrintError(f"{self.outputPath}: file appeared while writing; it is kept")
+        os.replace(finishedPath, self.outputPath)
+        return self.outputPath
+
+
+def exportStl(segmentationsLogic, segmentationNode, segmentIds: list[str], outputPath: str,
+              coordinateSystem: str = LPS, sizeScale: float = 1.0, overwrite: bool = False) -> str:
+    """Write the segments' closed surfaces as one binary STL at exactly ``outputPath``.
+
+    :param segmentationsLogic: ``vtkSlicerSegmentationsModuleLogic`` of the scene.
+    :param segmentationNode: node holding the closed surfaces (set by :func:`.surface.setClosedSurface`).
+    :param segmentIds: segments to write; several are merged into one file.
+    :param outputPath: the file to write.
+    :param coordinateSystem: "LPS" (DICOM patient coordinates, default) or "RAS" (Slicer's world).
+    :param sizeScale: unit scale (1 = millimetres, 0.1 = centimetres, 0.001 = metres).
+    :param overwrite: replace an existing file.
+    :return: the absolute path written.
+    """
+    checkChoice("coordinate system", coordinateSystem, COORDINATE_SYSTEMS)
+    if not sizeScale > 0:
+        raise ValueError(f"Size scale must be positive (got {sizeScale})")
+    if not segmentIds:
+        raise ValueError("No segment to export")
+    ids = vtk.vtkStringArray()
+    for segmentId in segmentIds:
+        ids.InsertNextValue(segmentId)
+    with AtomicOutput(outputPath, overwrite) as output:
+        ok = segmentationsLogic.ExportSegmentsClosedSurfaceRepresentationToFiles(
+            output.folder, segmentationNode, ids, "STL", coordinateSystem == LPS, sizeScale, len(segmentIds) > 1)
+        written = [os.path.join(output.folder, name) for name in os.listdir(output.folder)]
+        if not ok or len(written) != 1 or os.path.getsize(written[0]) == 0:
+            raise DicomToPrintError(f"{output.outputPath}: Slicer's STL export failed")
+        return output.commit(written[0])
+
+
+def writeJson(data: dict, outputPath: str, overwrite: bool = True) -> str:
+    """Write a JSON file atomically (temporary name, then rename)."""
+    with AtomicOutput(outputPath, overwrite) as output:
+        temporary = os.path.join(output.folder, "report.json")
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+        return output.commit(temporary)

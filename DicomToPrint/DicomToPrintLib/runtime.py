@@ -1,0 +1,142 @@
+"""Where the pipeline runs: a Slicer scene with the logics it needs, inside the Slicer app or on slicer-core.
+
+This is the one place that knows the difference between the Slicer application (``slicer.app``,
+``slicer.mrmlScene``, ``slicer.modules``) and PyPI's slicer-core wheel, which has Slicer's MRML and logic
+libraries but no application: there the scene and the logics are set up here, in the order they need.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+
+import slicer
+import vtk
+
+logger = logging.getLogger("DicomToPrint")
+
+
+class ProcessingCancelled(Exception):
+    """Raised when a progress callback asks to stop."""
+
+
+class DicomToPrintError(Exception):
+    """An input or output problem the user can act on; the message names the file and the problem."""
+
+
+def isSlicerApplication() -> bool:
+    """True inside the Slicer desktop application (or its headless test runner)."""
+    return getattr(slicer, "app", None) is not None and getattr(slicer, "mrmlScene", None) is not None
+
+
+def slicerVersion() -> str:
+    """Version of the Slicer libraries in use: the application's, or the slicer-core wheel's."""
+    if isSlicerApplication():
+        return f"Slicer {slicer.app.applicationVersion}"
+    try:
+        from importlib.metadata import version
+        return f"slicer-core {version('slicer-core')}"
+    except Exception:  # noqa: BLE001 - a missing distribution must not stop a run
+        return "slicer-core (unknown version)"
+
+
+class SlicerContext:
+    """A scene and the Slicer logics that the pipeline's steps use on it.
+
+    Inside Slicer, :meth:`create` returns the application's scene and module logics. On slicer-core it builds
+    them: the application logic, the Colors logic (without it every volume load complains), the Volumes logic
+    and the Segmentations logic (whose ``SetMRMLScene`` registers the segmentation conversion rules; without
+    them no segment can be created).
+    """
+
+    def __init__(self, scene, applicationLogic, volumesLogic, segmentationsLogic, ownsLogics: bool):
+        self.scene = scene
+        self.applicationLogic = applicationLogic
+        self.volumesLogic = volumesLogic
+        self.segmentationsLogic = segmentationsLogic
+        self.ownsLogics = ownsLogics
+        self._colorLogic = None
+
+    @classmethod
+    def create(cls, scene=None) -> SlicerContext:
+        """Context for the given scene; default the application's scene, or a new one on slicer-core."""
+        if isSlicerApplication() and (scene is None or scene is slicer.mrmlScene):
+            return cls(slicer.mrmlScene, slicer.app.applicationLogic(), slicer.modules.volumes.logic(),
+                       slicer.modules.segmentations.logic(), ownsLogics=False)
+        scene = scene or slicer.vtkMRMLScene()
+        with capturedVtkMessages():  # the wheel has no color files: the Colors logic says so, harmlessly
+            applicationLogic = slicer.vtkSlicerApplicationLogic()
+            applicationLogic.SetMRMLScene(scene)
+            colorLogic = slicer.vtkSlicerColorLogic()
+            colorLogic.SetMRMLApplicationLogic(applicationLogic)
+            colorLogic.SetMRMLScene(scene)
+            colorLogic.AddDefaultColorNodes()
+            applicationLogic.SetModuleLogic("Colors", colorLogic)
+            volumesLogic = slicer.vtkSlicerVolumesLogic()
+            volumesLogic.SetMRMLScene(scene)
+            volumesLogic.SetMRMLApplicationLogic(applicationLogic)
+            segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic()
+            segmentationsLogic.SetMRMLScene(scene)
+            segmentationsLogic.SetMRMLApplicationLogic(applicationLogic)
+        context = cls(scene, applicationLogic, volumesLogic, segmentationsLogic, ownsLogics=True)
+        context._colorLogic = colorLogic
+        return context
+
+    def removeNode(self, node) -> None:
+        if node is not None and self.scene.IsNodePresent(node):
+            self.scene.RemoveNode(node)
+
+
+class VtkMessages:
+    """Warnings and errors that VTK, vtkITK and Slicer's logics printed while a block ran."""
+
+    _pattern = re.compile(r"^(ERROR|Warning|Generic Warning|Debug): In (.*?), line \d+\n(.*)$", re.S)
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def parse(self, text: str) -> None:
+        for block in filter(None, (b.strip() for b in text.split("\n\n"))):
+            match = self._pattern.match(block)
+            kind, message = (match.group(1), match.group(3).strip()) if match else ("Warning", block)
+            # drop the object address prefix "vtkClass (0x55...): " which means nothing to a user
+            message = re.sub(r"^\w+ \(0x[0-9a-f]+\): ", "", message)
+            (self.errors if kind == "ERROR" else self.warnings).append(message)
+
+
+@contextmanager
+def capturedVtkMessages():
+    """Collect VTK's messages instead of printing them (slicer-core only).
+
+    Inside the Slicer application the messages keep going to Slicer's error log, where users look for them.
+    """
+    messages = VtkMessages()
+    if isSlicerApplication():
+        yield messages
+        return
+    window = vtk.vtkStringOutputWindow()
+    previousWindow = vtk.vtkOutputWindow.GetInstance()
+    previousVerbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkOutputWindow.SetInstance(window)
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+    try:
+        yield messages
+    finally:
+        vtk.vtkOutputWindow.SetInstance(previousWindow)
+        vtk.vtkLogger.SetStderrVerbosity(previousVerbosity)
+        messages.parse(window.GetOutput())
+
+
+def checkChoice(what: str, value, choices) -> None:
+    """Raise ValueError naming the setting, the value and the allowed choices."""
+    if value not in choices:
+        raise ValueError(f"Unknown {what} '{value}'; choose one of {', '.join(str(c) for c in choices)}")
+
+
+def reportProgress(progressCallback, text: str, percent: float) -> None:
+    """Call a DICOMUtils-style progress callback ``callback(text, percent)``; a True return cancels."""
+    logger.info("%3d%% %s", round(percent), text)
+    if progressCallback is not None and progressCallback(text, percent):
+        raise ProcessingCancelled(f"Cancelled at: {text}")

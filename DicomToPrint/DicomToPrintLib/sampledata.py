@@ -1,0 +1,297 @@
+"""Analytic CT phantoms written as DICOM series: sample data and ground truth for tests and benchmarks.
+
+Each phantom is bone (1000 HU) and soft tissue (40 HU) in air (-1000 HU), described by exact signed distance
+functions in DICOM patient coordinates (LPS, millimetres). Voxels that a surface cuts get their exact partial
+volume (by supersampling), so a pipeline's output can be measured against the true surface to a fraction of a
+voxel. The phantoms sit off-centre towards the patient's left and posterior, so a left/right or
+anterior/posterior mirror of the output is detected rather than hidden by symmetry.
+
+The series are written the way scanners and PACS exports leave them: file names without extension and in
+shuffled order, with patient identifiers that must never appear in any output (tests look for them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+BONE_HU = 1000.0
+TISSUE_HU = 40.0
+AIR_HU = -1000.0
+
+#: Identifiers written into every generated series; tests assert that none of them leaves in an output.
+SYNTHETIC_PATIENT = {
+    "PatientName": "Testperson^Dagmar^Quinn",
+    "PatientID": "DTP-4711-PHANTOM",
+    "PatientBirthDate": "19630417",
+    "AccessionNumber": "ACC90817263",
+    "InstitutionName": "Hospital Of Synthetic Phantoms",
+    "StudyDate": "20240229",
+    "ReferringPhysicianName": "Doctor^Referring",
+}
+
+SdfFunction = Callable[[np.ndarray], np.ndarray]
+
+
+# Signed distance functions: negative inside. Points are (N, 3) arrays in LPS millimetres.
+def sphereSdf(center, radius: float) -> SdfFunction:
+    center = np.asarray(center, float)
+    return lambda p: np.linalg.norm(p - center, axis=-1) - radius
+
+
+def capsuleSdf(start, end, radius: float) -> SdfFunction:
+    """Cylinder from start to end with hemispherical caps."""
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    axis = end - start
+    axisLength2 = float(axis @ axis)
+
+    def sdf(p):
+        t = np.clip(((p - start) @ axis) / axisLength2, 0.0, 1.0)
+        return np.linalg.norm(p - start - t[..., None] * axis, axis=-1) - radius
+    return sdf
+
+
+def boxSdf(center, halfSize) -> SdfFunction:
+    center, halfSize = np.asarray(center, float), np.asarray(halfSize, float)
+
+    def sdf(p):
+        q = np.abs(p - center) - halfSize
+        outside = np.linalg.norm(np.maximum(q, 0.0), axis=-1)
+        inside = np.minimum(q.max(axis=-1), 0.0)
+        return outside + inside
+    return sdf
+
+
+def union(*sdfs: SdfFunction) -> SdfFunction:
+    return lambda p: np.min([s(p) for s in sdfs], axis=0)
+
+
+def subtract(a: SdfFunction, b: SdfFunction) -> SdfFunction:
+    """Points inside a and outside b."""
+    return lambda p: np.maximum(a(p), -b(p))
+
+
+@dataclass
+class Phantom:
+    """An analytic phantom: the exact bone surface and the tissue around it."""
+
+    name: str
+    description: str
+    boneSdf: SdfFunction
+    tissueSdf: SdfFunction
+    #: Exact bone volume in mm^3 when it has a closed form (None otherwise).
+    boneVolumeMm3: float | None
+    #: Number of separate bone parts a correct segmentation keeps (specks excluded).
+    parts: int = 1
+    #: Default grid (columns, rows, slices) at the default spacing.
+    shape: tuple[int, int, int] = (176, 176, 80)
+    spacing: tuple[float, float, float] = (0.5, 0.5, 1.0)
+    #: Points (LPS mm) that are bone only in specks that island removal must drop.
+    speckCenters: list = field(default_factory=list)
+
+
+# The phantoms sit at this offset (patient left, posterior) so that mirrored output is detectable.
+OFFSET = np.array([8.0, 5.0, 0.0])
+
+
+def _shell():
+    outer, inner = 30.0, 24.0
+    return Phantom(
+        "shell", "hollow sphere, radius 24-30 mm",
+        subtract(sphereSdf(OFFSET, outer), sphereSdf(OFFSET, inner)),
+        sphereSdf(np.zeros(3), 42.0),
+        4.0 / 3.0 * np.pi * (outer**3 - inner**3))
+
+
+def _tube():
+    start, end = OFFSET + np.array([-18.0, -12.0, -26.0]), OFFSET + np.array([18.0, 12.0, 26.0])
+    return Phantom(
+        "tube", "hollow oblique tube (capsule), radius 5-9 mm, closed ends",
+        subtract(capsuleSdf(start, end, 9.0), capsuleSdf(start, end, 5.0)),
+        sphereSdf(np.zeros(3), 42.0),
+        # cylinder + sphere for each radius; the inner capsule is wholly inside the outer one
+        float(np.pi * np.linalg.norm(end - start) * (9.0**2 - 5.0**2) + 4.0 / 3.0 * np.pi * (9.0**3 - 5.0**3)))
+
+
+def _plate():
+    return Phantom(
+        "plate", "50 x 50 x 1.8 mm plate across the slices",
+        boxSdf(OFFSET, [25.0, 25.0, 0.9]),
+        sphereSdf(np.zeros(3), 42.0),
+        50.0 * 50.0 * 1.8)
+
+
+def _islands():
+    outer, inner = 22.0, 17.0
+    specks = [OFFSET + np.array([31.0, 0.0, 0.0]), OFFSET + np.array([0.0, -30.0, 6.0])]
+    shell = subtract(sphereSdf(OFFSET, outer), sphereSdf(OFFSET, inner))
+    return Phantom(
+        "islands", "hollow sphere, radius 17-22 mm, with two ~1 mm bone specks beside it",
+        union(shell, sphereSdf(specks[0], 1.2), sphereSdf(specks[1], 0.9)),
+        sphereSdf(np.zeros(3), 42.0),
+        None,
+        speckCenters=specks)
+
+
+def _twoParts():
+    left, right = OFFSET + np.array([14.0, 0.0, 0.0]), OFFSET + np.array([-16.0, 0.0, 0.0])
+    return Phantom(
+        "twoparts", "two solid spheres (radius 10 and 7 mm) 30 mm apart: keep-largest must keep the first",
+        union(sphereSdf(left, 10.0), sphereSdf(right, 7.0)),
+        sphereSdf(np.zeros(3), 42.0),
+        4.0 / 3.0 * np.pi * (10.0**3 + 7.0**3), parts=2)
+
+
+PHANTOMS: dict[str, Phantom] = {p.name: p for p in (_shell(), _tube(), _plate(), _islands(), _twoParts())}
+
+
+@dataclass
+class VolumeGeometry:
+    """Voxel grid in LPS: point(i, j, k) = origin + direction @ (spacing * (i, j, k))."""
+
+    origin: np.ndarray
+    spacing: np.ndarray
+    #: Columns are the LPS directions of the i (column), j (row) and k (slice) axes.
+    direction: np.ndarray
+    shape: tuple[int, int, int]  # (columns, rows, slices)
+
+    @classmethod
+    def centered(cls, shape, spacing, direction=None) -> VolumeGeometry:
+        spacing = np.asarray(spacing, float)
+        direction = np.eye(3) if direction is None else np.asarray(direction, float)
+        halfExtent = (np.asarray(shape) - 1) * spacing / 2.0
+        return cls(-direction @ halfExtent, spacing, direction, tuple(int(n) for n in shape))
+
+    def slicePoints(self, k: int) -> np.ndarray:
+        """LPS coordinates of the voxel centres of slice k, shape (rows, columns, 3)."""
+        nI, nJ, _ = self.shape
+        i, j = np.meshgrid(np.arange(nI), np.arange(nJ), indexing="xy")
+        ijk = np.stack([i, j, np.full_like(i, k)], axis=-1) * self.spacing
+        return self.origin + ijk @ self.direction.T
+
+
+def _insideFraction(sdf: SdfFunction, centers: np.ndarray, subOffsets: np.ndarray, halfDiagonal: float):
+    """Fraction of each voxel inside the surface: exact 0/1 away from it, supersampled where it cuts."""
+    distance = sdf(centers)
+    fraction = (distance < 0).astype(np.float32)
+    cut = np.nonzero(np.abs(distance) < halfDiagonal)[0]
+    for start in range(0, len(cut), 2048):
+        index = cut[start:start + 2048]
+        samples = centers[index, None, :] + subOffsets[None, :, :]
+        fraction[index] = (sdf(samples.reshape(-1, 3)).reshape(len(index), -1) < 0).mean(axis=1)
+    return fraction
+
+
+def renderPhantom(phantom: Phantom, geometry: VolumeGeometry, noiseHu: float = 20.0, seed: int = 0,
+                  supersampling: int = 5) -> np.ndarray:
+    """Hounsfield units on the grid, shape (slices, rows, columns), with exact partial volume and Gaussian noise.
+
+    :param phantom: the phantom to render.
+    :param geometry: the voxel grid (any orientation).
+    :param noiseHu: standard deviation of the added noise.
+    :param seed: noise seed (the same seed gives the same volume).
+    :param supersampling: samples per axis in voxels that a surface cuts.
+    """
+    nI, nJ, nK = geometry.shape
+    offsets = (np.arange(supersampling) + 0.5) / supersampling - 0.5
+    grid = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 3)
+    subOffsets = (grid * geometry.spacing) @ geometry.direction.T
+    halfDiagonal = 0.5 * float(np.linalg.norm(geometry.spacing)) + 1e-6
+    hu = np.empty((nK, nJ, nI), np.float32)
+    for k in range(nK):
+        centers = geometry.slicePoints(k).reshape(-1, 3)
+        bone = _insideFraction(phantom.boneSdf, centers, subOffsets, halfDiagonal)
+        tissue = np.maximum(_insideFraction(phantom.tissueSdf, centers, subOffsets, halfDiagonal), bone)
+        hu[k] = (AIR_HU + (TISSUE_HU - AIR_HU) * tissue + (BONE_HU - TISSUE_HU) * bone).reshape(nJ, nI)
+    if noiseHu > 0:
+        hu += np.random.default_rng(seed).normal(0.0, noiseHu, hu.shape).astype(np.float32)
+    return hu
+
+
+def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str, modality: str = "CT",
+                     seriesDescription: str = "DicomToPrint phantom", patient: dict | None = None,
+                     shuffle: bool = True, seed: int = 1, rescaleSlope: float = 1.0,
+                     rescaleIntercept: float = -1024.0, signed: bool = False) -> list[str]:
+    """Write a volume as a single-frame DICOM series, one file per slice.
+
+    :param hu: values, shape (slices, rows, columns); stored as round((hu - intercept) / slope).
+    :param geometry: grid of the volume; each slice's position and the orientation go into the headers.
+    :param outputFolder: created if missing.
+    :param modality: "CT" (Hounsfield units) or "MR" (no rescale type).
+    :param patient: identifiers to write (default :data:`SYNTHETIC_PATIENT`).
+    :param shuffle: write the files in random order with extension-less random names, as PACS exports do.
+    :param signed: store as signed 16 bit (PixelRepresentation 1) instead of unsigned.
+    :return: the written file paths in slice order.
+    """
+    os.makedirs(outputFolder, exist_ok=True)
+    patient = SYNTHETIC_PATIENT if patient is None else patient
+    nK = hu.shape[0]
+    rng = np.random.default_rng(seed)
+    stored = np.round((hu - rescaleIntercept) / rescaleSlope)
+    dtype = np.int16 if signed else np.uint16
+    info = np.iinfo(dtype)
+    stored = np.clip(stored, info.min, info.max).astype(dtype)
+    studyUid, seriesUid, frameUid = generate_uid(), generate_uid(), generate_uid()
+    sopClass = CTImageStorage if modality == "CT" else MRImageStorage
+    names = [f"{n:08X}" for n in rng.choice(16**8, size=nK, replace=False)] if shuffle else \
+        [f"IM{k:05d}.dcm" for k in range(nK)]
+    order = rng.permutation(nK) if shuffle else np.arange(nK)
+    rowDirection, columnDirection = geometry.direction[:, 0], geometry.direction[:, 1]
+    sliceStep = geometry.direction[:, 2] * geometry.spacing[2]
+    paths = [""] * nK
+    for fileIndex, k in enumerate(order):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sopClass
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = sopClass, meta.MediaStorageSOPInstanceUID
+        ds.Modality = modality
+        for keyword, value in patient.items():
+            setattr(ds, keyword, value)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = studyUid, seriesUid, frameUid
+        ds.SeriesNumber, ds.InstanceNumber = 3, int(k) + 1
+        ds.SeriesDescription = seriesDescription
+        ds.ImageOrientationPatient = [round(float(v), 8) for v in (*rowDirection, *columnDirection)]
+        position = geometry.origin + k * sliceStep
+        ds.ImagePositionPatient = [round(float(v), 6) for v in position]
+        ds.SliceLocation = round(float(position @ np.cross(rowDirection, columnDirection)), 6)
+        ds.PixelSpacing = [float(geometry.spacing[1]), float(geometry.spacing[0])]  # row spacing, column spacing
+        ds.SliceThickness = float(geometry.spacing[2])
+        ds.Rows, ds.Columns = int(hu.shape[1]), int(hu.shape[2])
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.RescaleIntercept, ds.RescaleSlope = rescaleIntercept, rescaleSlope
+        if modality == "CT":
+            ds.RescaleType = "HU"
+        ds.PixelData = stored[k].tobytes()
+        path = os.path.join(outputFolder, names[fileIndex])
+        ds.save_as(path, enforce_file_format=True)
+        paths[k] = path
+    return paths
+
+
+def writePhantomSeries(name: str, outputFolder: str, shape=None, spacing=None, noiseHu: float = 20.0,
+                       seed: int = 0, supersampling: int = 5, direction=None, **writeOptions) -> list[str]:
+    """Render the named phantom and write it as a DICOM series.
+
+    :param name: one of :data:`PHANTOMS`.
+    :param outputFolder: folder to write the files into.
+    :param shape: grid (columns, rows, slices); default the phantom's.
+    :param spacing: voxel size in mm (column, row, slice); default the phantom's.
+    :param direction: 3x3 LPS direction matrix (columns: i, j, k axes) for oblique series.
+    """
+    if name not in PHANTOMS:
+        raise ValueError(f"Unknown phantom '{name}'; choose one of {', '.join(sorted(PHANTOMS))}")
+    phantom = PHANTOMS[name]
+    geometry = VolumeGeometry.centered(shape or phantom.shape, spacing or phantom.spacing, direction)
+    hu = renderPhantom(phantom, geometry, noiseHu, seed, supersampling)
+    writeOptions.setdefault("seriesDescription", f"DicomToPrint phantom {name}")
+    return writeDicomSeries(hu, geometry, outputFolder, **writeOptions)
+

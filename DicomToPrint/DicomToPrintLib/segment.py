@@ -1,0 +1,412 @@
+"""Step 3 of the pipeline: segment the volume with Slicer's segment editor logic, without Qt.
+
+The operations are those of Slicer's Segment Editor effects, with their parameter names and defaults, so a
+result here equals what a user gets by clicking the effect in Slicer:
+
+- Threshold: ``vtkImageThreshold`` of the source volume into the modifier labelmap, applied with "Set".
+- Islands: ``vtkITKIslandMath`` (face connectivity, a minimum size), keep the largest or drop the small ones.
+- Smoothing: median (``vtkImageMedian3D``), opening/closing (``vtkImageOpenClose3D``), Gaussian
+  (``vtkImageGaussianSmooth`` then threshold at half), and joint smoothing (discrete marching cubes, windowed
+  sinc, back to labelmaps); kernel sizes in mm rounded to odd voxel counts.
+
+Everything goes through ``vtkSlicerSegmentEditorLogic.ModifySegmentByLabelmap``, which honours the segment
+editor node's masking and overwrite settings exactly as the Qt effects do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from .runtime import DicomToPrintError, SlicerContext, checkChoice
+
+# Threshold presets: (lower, upper) in HU; upper None means "up to the highest value in the volume", so metal
+# and dense bone above the nominal 3071 HU are not cut out. Bone and soft tissue are the ranges users of
+# InVesalius and Mimics know; the skin outline sits halfway between air (-1000 HU) and soft tissue (about 0 HU),
+# where the partial-volume boundary is, and selects the body as one solid.
+THRESHOLD_PRESETS: dict[str, tuple[float, float | None]] = {
+    "CT bone": (226.0, None),
+    "CT skin": (-500.0, None),
+    "CT soft tissue": (-700.0, 225.0),
+}
+CT_PRESET_MODALITIES = ("CT",)
+
+# Automatic threshold methods of Slicer's Threshold effect (vtkITKImageThresholdCalculator).
+AUTO_THRESHOLD_METHODS = {
+    "HUANG": "SetMethodToHuang",
+    "INTERMODES": "SetMethodToIntermodes",
+    "ISO_DATA": "SetMethodToIsoData",
+    "KITTLER_ILLINGWORTH": "SetMethodToKittlerIllingworth",
+    "LI": "SetMethodToLi",
+    "MAXIMUM_ENTROPY": "SetMethodToMaximumEntropy",
+    "MOMENTS": "SetMethodToMoments",
+    "OTSU": "SetMethodToOtsu",
+    "RENYI_ENTROPY": "SetMethodToRenyiEntropy",
+    "SHANBHAG": "SetMethodToShanbhag",
+    "TRIANGLE": "SetMethodToTriangle",
+    "YEN": "SetMethodToYen",
+}
+# What the threshold effect does with the computed value ("AutoThresholdMode").
+AUTO_THRESHOLD_MODES = ("SET_LOWER_MAX", "SET_MIN_UPPER", "SET_LOWER", "SET_UPPER")
+
+KEEP_LARGEST_ISLAND = "KEEP_LARGEST_ISLAND"
+REMOVE_SMALL_ISLANDS = "REMOVE_SMALL_ISLANDS"
+ISLANDS_NONE = "NONE"
+ISLANDS_OPERATIONS = (KEEP_LARGEST_ISLAND, REMOVE_SMALL_ISLANDS, ISLANDS_NONE)
+
+MEDIAN = "MEDIAN"
+MORPHOLOGICAL_OPENING = "MORPHOLOGICAL_OPENING"
+MORPHOLOGICAL_CLOSING = "MORPHOLOGICAL_CLOSING"
+GAUSSIAN = "GAUSSIAN"
+JOINT_TAUBIN = "JOINT_TAUBIN"
+SMOOTHING_NONE = "NONE"
+SMOOTHING_METHODS = (MEDIAN, MORPHOLOGICAL_OPENING, MORPHOLOGICAL_CLOSING, GAUSSIAN, JOINT_TAUBIN, SMOOTHING_NONE)
+
+
+def presetRange(preset: str, volumeNode) -> tuple[float, float]:
+    """Threshold range of a preset for this volume.
+
+    :raises ValueError: for an unknown preset, or a CT preset on a series that is not CT (no Hounsfield units).
+    """
+    checkChoice("threshold preset", preset, THRESHOLD_PRESETS)
+    lower, upper = THRESHOLD_PRESETS[preset]
+    high = volumeNode.GetImageData().GetScalarRange()[1]
+    return lower, max(lower, high) if upper is None else upper
+
+
+def autoThreshold(volumeNode, method: str = "OTSU", mode: str = "SET_LOWER_MAX") -> tuple[float, float]:
+    """Threshold range from one of the Threshold effect's automatic methods.
+
+    :param volumeNode: scalar volume.
+    :param method: a key of :data:`AUTO_THRESHOLD_METHODS` (the effect's "AutoThresholdMethod").
+    :param mode: the effect's "AutoThresholdMode": SET_LOWER_MAX selects values above the computed threshold,
+        SET_MIN_UPPER those below; SET_LOWER / SET_UPPER return (threshold, threshold) for the caller to pair.
+    :return: (minimum, maximum) threshold.
+    """
+    checkChoice("automatic threshold method", method, AUTO_THRESHOLD_METHODS)
+    checkChoice("automatic threshold mode", mode, AUTO_THRESHOLD_MODES)
+    calculator = slicer.vtkITKImageThresholdCalculator()
+    getattr(calculator, AUTO_THRESHOLD_METHODS[method])()
+    calculator.SetInputData(volumeNode.GetImageData())
+    calculator.Update()
+    value = calculator.GetThreshold()
+    low, high = volumeNode.GetImageData().GetScalarRange()
+    return {"SET_LOWER_MAX": (value, high), "SET_MIN_UPPER": (low, value)}.get(mode, (value, value))
+
+
+def kernelSizePixel(kernelSizeMm: float, spacing) -> list[int]:
+    """Kernel size in voxels as the Smoothing effect computes it: rounded to the nearest odd number, because an
+    even kernel shifts the image."""
+    return [int(round((kernelSizeMm / spacing[i] + 1) / 2) * 2 - 1) for i in range(3)]
+
+
+def createSegmentation(context: SlicerContext, volumeNode, name: str = "DicomToPrint segmentation"):
+    """A segmentation node whose geometry (origin, spacing, axes, extent) is the volume's."""
+    segmentationNode = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    return segmentationNode
+
+
+def segmentVoxelCount(segmentationNode, segmentId: str) -> int:
+    """Number of voxels in a segment's binary labelmap."""
+    labelmap = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
+    if labelmap is None or labelmap.GetPointData().GetScalars() is None:
+        return 0
+    values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+    labelValue = segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue()
+    return int(np.count_nonzero(values == labelValue))
+
+
+class SegmentEditor:
+    """``vtkSlicerSegmentEditorLogic`` on one segmentation and source volume, with the effects' operations.
+
+    Use it as a context manager: its temporary segment editor node is removed from the scene on exit::
+
+        with SegmentEditor(context, segmentationNode, volumeNode) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 300, 3071)
+            editor.islands(segmentId, KEEP_LARGEST_ISLAND, minimumSizeMm3=100)
+    """
+
+    def __init__(self, context: SlicerContext, segmentationNode, sourceVolumeNode, maximumUndoStates: int = 0):
+        self.context = context
+        self.segmentationNode = segmentationNode
+        self.sourceVolumeNode = sourceVolumeNode
+        self.logic = slicer.vtkSlicerSegmentEditorLogic()
+        self.logic.SetMRMLScene(context.scene)
+        self.logic.SetMRMLApplicationLogic(context.applicationLogic)
+        self.editorNode = context.scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "DicomToPrint editor")
+        self.logic.SetSegmentEditorNode(self.editorNode)
+        self.editorNode.SetAndObserveSegmentationNode(segmentationNode)
+        self.logic.SetSourceVolumeNode(sourceVolumeNode)
+        # Undo states are full copies of the segmentation: none unless a user can undo (the app's panel).
+        self.logic.SetMaximumNumberOfUndoStates(maximumUndoStates)
+
+    def __enter__(self) -> SegmentEditor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.editorNode is not None:
+            self.logic.SetSegmentEditorNode(None)
+            self.context.removeNode(self.editorNode)
+            self.editorNode = None
+
+    # -- helpers shared by the operations -------------------------------------------------------------------
+    def addSegment(self, name: str, color=None) -> str:
+        """Add an empty segment and return its ID."""
+        segmentation = self.segmentationNode.GetSegmentation()
+        segmentId = segmentation.AddEmptySegment("", name, color) if color else segmentation.AddEmptySegment("", name)
+        return segmentId
+
+    def _select(self, segmentId: str) -> None:
+        if not self.segmentationNode.GetSegmentation().GetSegment(segmentId):
+            raise ValueError(f"No segment '{segmentId}' in {self.segmentationNode.GetName()}")
+        self.editorNode.SetSelectedSegmentID(segmentId)
+        if not self.logic.ResetModifierLabelmapToDefault():
+            raise RuntimeError("Slicer's segment editor logic could not set up its modifier labelmap")
+
+    def _modify(self, segmentId: str, labelmap, mode=None) -> None:
+        mode = self.logic.ModificationModeSet if mode is None else mode
+        # isPerSegment=True, bypassMasking=False: what Threshold, Islands and Smoothing do in Slicer
+        self.logic.ModifySegmentByLabelmap(self.segmentationNode, segmentId, labelmap, mode, True, False)
+
+    def _selectedSegmentLabelmap(self, segmentId: str):
+        self._select(segmentId)
+        self.logic.UpdateSelectedSegmentLabelmap()
+        return self.logic.GetSelectedSegmentLabelmap()
+
+    def _orientedCopy(self, imageData, geometrySource):
+        image = slicer.vtkOrientedImageData()
+        image.DeepCopy(imageData)
+        matrix = vtk.vtkMatrix4x4()
+        geometrySource.GetImageToWorldMatrix(matrix)
+        image.SetGeometryFromImageToWorldMatrix(matrix)
+        return image
+
+    # -- the effects -----------------------------------------------------------------------------------------
+    def threshold(self, segmentId: str, minimumThreshold: float, maximumThreshold: float) -> None:
+        """Set the segment to the voxels of the source volume within [minimum, maximum] (Threshold effect).
+
+        :param segmentId: segment to set.
+        :param minimumThreshold: lowest value included ("MinimumThreshold").
+        :param maximumThreshold: highest value included ("MaximumThreshold").
+        """
+        if not minimumThreshold <= maximumThreshold:
+            raise ValueError(f"Minimum threshold {minimumThreshold} is above maximum threshold {maximumThreshold}")
+        self._select(segmentId)
+        if not self.logic.UpdateAlignedSourceVolume():
+            raise RuntimeError("Slicer's segment editor logic could not resample the source volume")
+        source = self.logic.GetAlignedSourceVolume()
+        modifier = self.logic.GetModifierLabelmap()
+        threshold = vtk.vtkImageThreshold()
+        threshold.SetInputData(source)
+        threshold.ThresholdBetween(minimumThreshold, maximumThreshold)
+        threshold.SetInValue(1)
+        threshold.SetOutValue(0)
+        threshold.SetOutputScalarType(modifier.GetScalarType())
+        threshold.Update()
+        modifier.DeepCopy(threshold.GetOutput())
+        self._modify(segmentId, modifier)
+
+    def islands(self, segmentId: str, operation: str = KEEP_LARGEST_ISLAND, minimumSize: int | None = None,
+                minimumSizeMm3: float | None = None) -> dict:
+        """Keep the largest island, or remove islands smaller than a size (Islands effect).
+
+        Islands are face-connected (``FullyConnected`` off, as in Slicer).
+
+        :param operation: KEEP_LARGEST_ISLAND, REMOVE_SMALL_ISLANDS or NONE.
+        :param minimumSize: minimum island size in voxels (the effect's "MinimumSize", default 1000).
+        :param minimumSizeMm3: the same in mm^3, converted with the labelmap's voxel size; used when given.
+        :return: counts: islands found, islands kept, minimum size used in voxels.
+        """
+        checkChoice("islands operation", operation, ISLANDS_OPERATIONS)
+        if operation == ISLANDS_NONE:
+            return {"islands": None, "kept": None, "minimumSizeVoxels": None}
+        labelmap = self._selectedSegmentLabelmap(segmentId)
+        if minimumSizeMm3 is not None:
+            if minimumSizeMm3 < 0:
+                raise ValueError(f"Minimum island size must not be negative (got {minimumSizeMm3} mm^3)")
+            voxelVolume = float(np.prod(labelmap.GetSpacing()))
+            minimumSize = int(math.ceil(minimumSizeMm3 / voxelVolume - 1e-9))
+        minimumSize = 1000 if minimumSize is None else int(minimumSize)
+        cast = vtk.vtkImageCast()
+        cast.SetInputData(labelmap)
+        cast.SetOutputScalarTypeToUnsignedInt()
+        islandMath = slicer.vtkITKIslandMath()
+        islandMath.SetInputConnection(cast.GetOutputPort())
+        islandMath.SetFullyConnected(False)
+        islandMath.SetMinimumSize(minimumSize)
+        islandMath.Update()
+        found, kept = islandMath.GetOriginalNumberOfIslands(), islandMath.GetNumberOfIslands()
+        # Island labels are ordered by size: label 1 is the largest island that reached the minimum size.
+        threshold = vtk.vtkImageThreshold()
+        threshold.SetInputConnection(islandMath.GetOutputPort())
+        if kept == 0:
+            threshold.ThresholdByLower(0)
+            threshold.SetInValue(0)
+            threshold.SetOutValue(0)
+        elif operation == KEEP_LARGEST_ISLAND:
+            threshold.ThresholdBetween(1, 1)
+            threshold.SetInValue(1)
+            threshold.SetOutValue(0)
+            kept = 1
+        else:
+            threshold.ThresholdByLower(0)
+            threshold.SetInValue(0)
+            threshold.SetOutValue(1)
+        threshold.SetOutputScalarType(vtk.VTK_UNSIGNED_CHAR)
+        threshold.Update()
+        self._modify(segmentId, self._orientedCopy(threshold.GetOutput(), labelmap))
+        return {"islands": int(found), "kept": int(kept), "minimumSizeVoxels": minimumSize}
+
+    def smoothing(self, segmentId: str, smoothingMethod: str = MEDIAN, kernelSizeMm: float = 3.0,
+                  gaussianStandardDeviationMm: float = 3.0, jointTaubinSmoothingFactor: float = 0.5) -> None:
+        """Smooth the segment (Smoothing effect; its defaults: median, 3 mm).
+
+        :param smoothingMethod: MEDIAN, MORPHOLOGICAL_OPENING (removes extrusions), MORPHOLOGICAL_CLOSING (fills
+            holes), GAUSSIAN, JOINT_TAUBIN (joint smoothing of all segments) or NONE.
+        :param kernelSizeMm: median/opening/closing kernel ("KernelSizeMm").
+        :param gaussianStandardDeviationMm: Gaussian sigma ("GaussianStandardDeviationMm").
+        :param jointTaubinSmoothingFactor: 0-1 ("JointTaubinSmoothingFactor").
+        """
+        checkChoice("smoothing method", smoothingMethod, SMOOTHING_METHODS)
+        if smoothingMethod == SMOOTHING_NONE:
+            return
+        if smoothingMethod == JOINT_TAUBIN:
+            self._jointSmoothing([segmentId], jointTaubinSmoothingFactor)
+            return
+        labelmap = self._selectedSegmentLabelmap(segmentId)
+        if smoothingMethod == GAUSSIAN:
+            if gaussianStandardDeviationMm <= 0:
+                raise ValueError(f"Gaussian standard deviation must be positive (got {gaussianStandardDeviationMm})")
+            maxValue, radiusFactor = 255, 4.0
+            sigmaPixel = [gaussianStandardDeviationMm / s for s in labelmap.GetSpacing()]
+            binary = vtk.vtkImageThreshold()
+            binary.SetInputData(labelmap)
+            binary.ThresholdByLower(0)
+            binary.SetInValue(0)
+            binary.SetOutValue(maxValue)
+            binary.SetOutputScalarType(vtk.VTK_UNSIGNED_CHAR)
+            gaussian = vtk.vtkImageGaussianSmooth()
+            gaussian.SetInputConnection(binary.GetOutputPort())
+            gaussian.SetStandardDeviation(*sigmaPixel)
+            gaussian.SetRadiusFactor(radiusFactor)
+            result = vtk.vtkImageThreshold()
+            result.SetInputConnection(gaussian.GetOutputPort())
+            result.ThresholdByUpper(int(maxValue / 2))
+            result.SetInValue(1)
+            result.SetOutValue(0)
+            result.SetOutputScalarType(labelmap.GetScalarType())
+            result.Update()
+            output = result.GetOutput()
+        else:
+            if kernelSizeMm <= 0:
+                raise ValueError(f"Kernel size must be positive (got {kernelSizeMm} mm)")
+            kernel = kernelSizePixel(kernelSizeMm, labelmap.GetSpacing())
+            if smoothingMethod == MEDIAN:
+                smoothingFilter = vtk.vtkImageMedian3D()
+                smoothingFilter.SetInputData(labelmap)
+            else:
+                # opening/closing need to know the label value exactly: force it to 1
+                binary = vtk.vtkImageThreshold()
+                binary.SetInputData(labelmap)
+                binary.ThresholdByLower(0)
+                binary.SetInValue(0)
+                binary.SetOutValue(1)
+                binary.SetOutputScalarType(labelmap.GetScalarType())
+                smoothingFilter = vtk.vtkImageOpenClose3D()
+                smoothingFilter.SetInputConnection(binary.GetOutputPort())
+                opening = smoothingMethod == MORPHOLOGICAL_OPENING
+                smoothingFilter.SetOpenValue(1 if opening else 0)
+                smoothingFilter.SetCloseValue(0 if opening else 1)
+            smoothingFilter.SetKernelSize(*kernel)
+            smoothingFilter.Update()
+            output = smoothingFilter.GetOutput()
+        modifier = self.logic.GetModifierLabelmap()
+        modifier.DeepCopy(output)
+        self._modify(segmentId, modifier)
+
+    def _jointSmoothing(self, segmentIds: list[str], smoothingFactor: float) -> None:
+        """Joint smoothing of segments, as the Smoothing effect's JOINT_TAUBIN: one surface for all of them, so
+        neighbouring segments move together, then back to labelmaps."""
+        if not 0.0 <= smoothingFactor <= 1.0:
+            raise ValueError(f"Joint smoothing factor must be within 0-1 (got {smoothingFactor})")
+        ids = vtk.vtkStringArray()
+        for segmentId in segmentIds:
+            ids.InsertNextValue(segmentId)
+        merged = slicer.vtkOrientedImageData()
+        if not self.segmentationNode.GenerateMergedLabelmapForAllSegments(
+                merged, slicer.vtkSegmentation.EXTENT_UNION_OF_SEGMENTS_PADDED, None, ids):
+            raise RuntimeError("Joint smoothing: could not merge the segments' labelmaps")
+        voxelSpace = vtk.vtkImageChangeInformation()
+        voxelSpace.SetInputData(merged)
+        voxelSpace.SetOutputSpacing(1, 1, 1)
+        voxelSpace.SetOutputOrigin(0, 0, 0)
+        # discrete marching cubes (not flying edges) keeps the labels' surfaces connected, so they move together
+        contours = vtk.vtkDiscreteMarchingCubes()
+        contours.SetInputConnection(voxelSpace.GetOutputPort())
+        contours.SetNumberOfContours(len(segmentIds))
+        for index in range(len(segmentIds)):
+            contours.SetValue(index, index + 1)
+        smoother = vtk.vtkWindowedSincPolyDataFilter()
+        smoother.SetInputConnection(contours.GetOutputPort())
+        smoother.SetNumberOfIterations(100)  # many iterations reduce the chance of shrinking
+        smoother.BoundarySmoothingOff()
+        smoother.FeatureEdgeSmoothingOff()
+        smoother.SetFeatureAngle(90.0)
+        smoother.SetPassBand(pow(10.0, -4.0 * smoothingFactor))  # 1 .. 0.0001 from a 0-1 factor
+        smoother.NonManifoldSmoothingOn()
+        smoother.NormalizeCoordinatesOn()
+        selectLabel = vtk.vtkThreshold()
+        selectLabel.SetInputConnection(smoother.GetOutputPort())
+        geometry = vtk.vtkGeometryFilter()
+        geometry.SetInputConnection(selectLabel.GetOutputPort())
+        toStencil = vtk.vtkPolyDataToImageStencil()
+        toStencil.SetInputConnection(geometry.GetOutputPort())
+        toStencil.SetOutputSpacing(1, 1, 1)
+        toStencil.SetOutputOrigin(0, 0, 0)
+        toStencil.SetOutputWholeExtent(merged.GetExtent())
+        empty = vtk.vtkImageData()
+        empty.SetExtent(merged.GetExtent())
+        empty.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        empty.GetPointData().GetScalars().Fill(0)
+        stencil = vtk.vtkImageStencil()
+        stencil.SetInputData(empty)
+        stencil.SetStencilConnection(toStencil.GetOutputPort())
+        stencil.ReverseStencilOn()
+        stencil.SetBackgroundValue(1)
+        imageToWorld = vtk.vtkMatrix4x4()
+        merged.GetImageToWorldMatrix(imageToWorld)
+        previousOverwriteMode = self.editorNode.GetOverwriteMode()
+        self.editorNode.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteVisibleSegments)
+        try:
+            for index, segmentId in enumerate(segmentIds):
+                selectLabel.SetLowerThreshold(index + 1)
+                selectLabel.SetUpperThreshold(index + 1)
+                selectLabel.SetThresholdFunction(vtk.vtkThreshold.THRESHOLD_BETWEEN)
+                stencil.Update()
+                smoothed = slicer.vtkOrientedImageData()
+                smoothed.ShallowCopy(stencil.GetOutput())
+                smoothed.SetImageToWorldMatrix(imageToWorld)
+                self._select(segmentId)
+                self.logic.ModifySegmentByLabelmap(self.segmentationNode, segmentId, smoothed,
+                                                   self.logic.ModificationModeSet, False, False)
+        finally:
+            self.editorNode.SetOverwriteMode(previousOverwriteMode)
+
+
+def requireNonEmpty(segmentationNode, segmentId: str, what: str) -> int:
+    """Voxel count of the segment; a clear error when a step left it empty."""
+    count = segmentVoxelCount(segmentationNode, segmentId)
+    if count == 0:
+        name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+        raise DicomToPrintError(f"Segment '{name}' is empty after {what}")
+    return count
