@@ -170,9 +170,13 @@ def _sample(argv) -> int:
     parser.add_argument("output", metavar="OUTPUT_DIR", help="folder to write the DICOM files into (created)")
     parser.add_argument("--phantom", choices=sorted(sampledata.PHANTOMS), default="shell",
                         help="which phantom (default: shell, a hollow sphere)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a sample series written there before (nothing else is ever removed)")
     args = parser.parse_args(argv)
     if os.path.isdir(args.output) and os.listdir(args.output):
-        raise DicomToPrintError(f"{args.output}: folder is not empty; choose a new folder for the sample series")
+        if not args.overwrite:
+            raise DicomToPrintError(f"{args.output}: folder is not empty; choose a new folder for the sample series")
+        sampledata.removeSampleSeries(args.output)
     paths = sampledata.writePhantomSeries(args.phantom, args.output)
     print(json.dumps({"phantom": args.phantom, "folder": os.path.abspath(args.output), "files": len(paths),
                       "description": sampledata.PHANTOMS[args.phantom].description}))

@@ -252,15 +252,16 @@ def sortSlices(series: DicomSeries) -> list[DicomSlice]:
     if not series.isVolume:
         raise DicomToPrintError(f"{_where(series)}: the series has {len(series.slices)} image(s) without a "
                                 "usable slice position and orientation; it cannot be loaded as a volume")
-    first = series.slices[0]
-    for s in series.slices[1:]:
-        if (s.rows, s.columns) != (first.rows, first.columns):
-            raise DicomToPrintError(f"{s.path}: image size {s.columns}x{s.rows} differs from "
-                                    f"{first.columns}x{first.rows} of {first.path} in the same series")
-        if np.max(np.abs(s.orientation - first.orientation)) > 1e-4:
-            raise DicomToPrintError(f"{s.path}: image orientation differs from {first.path} in the same series")
-        if np.max(np.abs(np.subtract(s.pixelSpacing, first.pixelSpacing))) > 1e-4:
-            raise DicomToPrintError(f"{s.path}: pixel spacing differs from {first.path} in the same series")
+    # Compare each slice with what most slices have, so that the message names the odd one out.
+    checks = [("image size", lambda s: (s.columns, s.rows), lambda v: f"{v[0]}x{v[1]}"),
+              ("image orientation", lambda s: tuple(np.round(s.orientation, 4)), lambda v: str(list(v))),
+              ("pixel spacing", lambda s: tuple(np.round(s.pixelSpacing, 4)), lambda v: str(list(v)))]
+    for what, key, text in checks:
+        common, _ = Counter(key(s) for s in series.slices).most_common(1)[0]
+        odd = next((s for s in series.slices if key(s) != common), None)
+        if odd is not None:
+            raise DicomToPrintError(f"{odd.path}: {what} {text(key(odd))} differs from {text(common)} of the other "
+                                    "slices in the same series")
     positions = series.slicePositionsAlongNormal()
     order = np.argsort(positions, kind="stable")
     ordered = [series.slices[i] for i in order]

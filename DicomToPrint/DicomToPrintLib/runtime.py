@@ -84,8 +84,18 @@ class SlicerContext:
         return context
 
     def removeNode(self, node) -> None:
-        if node is not None and self.scene.IsNodePresent(node):
-            self.scene.RemoveNode(node)
+        """Remove a node with the display and storage nodes that belong to it."""
+        if node is None or not self.scene.IsNodePresent(node):
+            return
+        helpers = []
+        if node.IsA("vtkMRMLDisplayableNode"):
+            helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+        self.scene.RemoveNode(node)
+        for helper in helpers:
+            if helper is not None and self.scene.IsNodePresent(helper):
+                self.scene.RemoveNode(helper)
 
 
 class VtkMessages:

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 BONE_HU = 1000.0
@@ -295,3 +297,20 @@ def writePhantomSeries(name: str, outputFolder: str, shape=None, spacing=None, n
     writeOptions.setdefault("seriesDescription", f"DicomToPrint phantom {name}")
     return writeDicomSeries(hu, geometry, outputFolder, **writeOptions)
 
+
+
+def removeSampleSeries(folder: str) -> None:
+    """Remove a series written by :func:`writePhantomSeries` from a folder; refuse if anything else is there.
+
+    :raises ValueError: naming the first file that is not part of a sample series (nothing is removed then).
+    """
+    paths = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+    for path in paths:
+        try:
+            description = str(pydicom.dcmread(path, stop_before_pixels=True).get("SeriesDescription", ""))
+        except (OSError, InvalidDicomError):
+            description = ""
+        if not os.path.isfile(path) or not description.startswith("DicomToPrint phantom"):
+            raise ValueError(f"{path}: not part of a DicomToPrint sample series; the folder is left as it is")
+    for path in paths:
+        os.remove(path)

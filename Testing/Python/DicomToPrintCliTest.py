@@ -1,0 +1,99 @@
+"""The dicomtoprint command: listing, converting, exit codes and clear errors."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import DicomToPrintTesting as testing
+from DicomToPrintLib import cli
+from DicomToPrintLib.runtime import isSlicerApplication
+
+
+def runCli(*argv):
+    """(exit code, stdout, stderr) of the command run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exit_:  # argparse usage errors
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
+class DicomToPrintCliTest(unittest.TestCase):
+    def setUp(self):
+        self.output = testing.temporaryFolder(self)
+
+    def test_listSeries(self):
+        code, out, _ = runCli(testing.phantomSeries("shell"), "--list-series")
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"(?m)^\s+1\* CT\s+80\s+176x176x80\s+0\.5 x 0\.5 x 1\s+DicomToPrint phantom shell$")
+        self.assertIn("(* = converted by default; 0 other files skipped)", out)
+
+    def test_convertWritesTheStlAndReport(self):
+        target, report = os.path.join(self.output, "shell.stl"), os.path.join(self.output, "shell.json")
+        code, out, err = runCli(testing.phantomSeries("shell"), "-o", target, "--report", report,
+                                "--threshold", 520, 3071, "--target-triangles", 50000)
+        self.assertEqual(code, 0, err)
+        self.assertIn("watertight, 1 part(s)", out)
+        self.assertIn("Threshold 520 to 3071 (manual)", out)
+        self.assertIn("[100.0%] Done", err)
+        with open(report) as f:
+            summary = json.load(f)
+        self.assertLessEqual(summary["mesh"]["triangles"], 50000)
+        self.assertEqual(summary["parameters"]["targetTriangles"], 50000)
+        self.assertTrue(os.path.getsize(target) > 84)
+
+    def test_errorsNameTheProblemAndWriteNothing(self):
+        empty = testing.temporaryFolder(self)
+        target = os.path.join(self.output, "none.stl")
+        code, _, err = runCli(empty, "-o", target)
+        self.assertEqual(code, 1)
+        self.assertIn(f"{empty}: no DICOM image series found", err)
+        self.assertFalse(os.path.exists(target))
+        with open(target, "w") as f:
+            f.write("existing")
+        code, _, err = runCli(testing.phantomSeries("shell"), "-o", target, "-q")
+        self.assertEqual(code, 1)
+        self.assertIn("file exists; it is kept (use overwrite to replace it)", err)
+        code, _, err = runCli(testing.phantomSeries("shell"), "-o", target, "--threshold", 600, 500)
+        self.assertEqual(code, 1)
+        self.assertIn("minimumThreshold 600.0 is above maximumThreshold 500.0", err)
+        code, _, err = runCli(testing.phantomSeries("shell"))
+        self.assertEqual(code, 2)
+        self.assertIn("the output file is required", err)
+        with open(target) as f:
+            self.assertEqual(f.read(), "existing")
+
+    def test_sampleWritesASeriesToTry(self):
+        folder = os.path.join(self.output, "sample")
+        code, out, _ = runCli("sample", folder, "--phantom", "twoparts")
+        self.assertEqual(code, 0)
+        self.assertEqual(json.loads(out)["files"], 80)
+        code, _, err = runCli("sample", folder)
+        self.assertEqual(code, 1)
+        self.assertIn("folder is not empty", err)
+        # --overwrite replaces a sample series, and nothing else
+        code, out, _ = runCli("sample", folder, "--overwrite")
+        self.assertEqual((code, json.loads(out)["phantom"], len(os.listdir(folder))), (0, "shell", 80))
+        with open(os.path.join(folder, "notes.txt"), "w") as f:
+            f.write("mine")
+        code, _, err = runCli("sample", folder, "--overwrite")
+        self.assertEqual((code, len(os.listdir(folder))), (1, 81))
+        self.assertIn("notes.txt: not part of a DicomToPrint sample series", err)
+
+    def test_moduleEntryPoint(self):
+        if isSlicerApplication():
+            self.skipTest("the command line is for plain Python installs, not Slicer's Python")
+        completed = subprocess.run([sys.executable, "-m", "DicomToPrintLib", "--version"], capture_output=True,
+                                   text=True, check=False)
+        self.assertEqual(completed.returncode, 0)
+        self.assertRegex(completed.stdout, r"^dicomtoprint \d+\.\d+\.\d+")
+
+
+if __name__ == "__main__":
+    unittest.main()

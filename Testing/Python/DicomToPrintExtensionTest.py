@@ -1,0 +1,98 @@
+"""The extension as Slicer's build and catalog expect it, the README's commands, and the code style."""
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unittest
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir))
+MODULE = os.path.join(ROOT, "DicomToPrint")
+LIBRARY = os.path.join(MODULE, "DicomToPrintLib")
+
+
+def read(*parts) -> str:
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+class DicomToPrintExtensionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.isfile(os.path.join(ROOT, "CMakeLists.txt")) or not os.path.isdir(LIBRARY):
+            raise unittest.SkipTest("runs in a source checkout (the extension's files are not installed)")
+
+    def test_moduleCMakeListsEveryScript(self):
+        cmake = read("DicomToPrint", "CMakeLists.txt")
+        scripts = re.findall(r"^\s+(\S+\.py)\s*$", cmake, re.M)
+        listed = {name.replace("${MODULE_NAME}", "DicomToPrint") for name in scripts}
+        onDisk = {"DicomToPrint.py"} | {f"DicomToPrintLib/{name}" for name in os.listdir(LIBRARY)
+                                        if name.endswith(".py")}
+        self.assertEqual(listed, onDisk)
+        self.assertIn("slicerMacroBuildScriptedModule(", cmake)
+        self.assertIn("WITH_GENERIC_TESTS", cmake)
+        self.assertIn("slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)", cmake)
+        for resource in re.findall(r"^\s+(Icons/\S+|UI/\S+)\s*$", cmake, re.M):
+            self.assertTrue(os.path.isfile(os.path.join(ROOT, "Resources", resource.replace("${MODULE_NAME}",
+                                                                                          "DicomToPrint"))))
+
+    def test_extensionCMakeAndCatalogEntry(self):
+        cmake = read("CMakeLists.txt")
+        for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS",
+                         "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+            self.assertRegex(cmake, rf"set\({variable} \S")
+        for line in ("find_package(Slicer REQUIRED)", "add_subdirectory(DicomToPrint)",
+                     "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+            self.assertIn(line, cmake)
+        entry = json.loads(read("DicomToPrint.json"))
+        # Slicer's catalog entry schema v1.0.2: required keys, and no others than it defines
+        self.assertTrue({"$schema", "category", "scm_url"} <= set(entry))
+        allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                   "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+        self.assertEqual(set(entry) - allowed, set())
+        self.assertIn("slicer-extension-catalog-entry-schema-v1.0.2.json", entry["$schema"])
+        self.assertEqual(entry["category"], re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1))
+        with open(os.path.join(ROOT, "Resources", "Icons", "DicomToPrint.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_libraryImportsNothingFromTheApplication(self):
+        allowed = {"slicer", "vtk", "vtkmodules", "numpy", "SimpleITK", "pydicom", "DicomToPrintLib"}
+        for name in sorted(os.listdir(LIBRARY)):
+            if not name.endswith(".py"):
+                continue
+            tree = ast.parse(read("DicomToPrint", "DicomToPrintLib", name))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    with self.subTest(file=name, module=module):
+                        self.assertTrue(top in allowed or top in sys.stdlib_module_names, f"{name} imports {module}")
+                        self.assertNotIn(module, {"slicer.ScriptedLoadableModule", "slicer.util", "qt", "ctk"})
+
+    def test_readmeTestCommandIsWhatCiRuns(self):
+        readme = read("README.md")
+        commands = re.findall(r"```(?:bash|sh)\n(.*?)\n```", readme, re.S)
+        testCommand = next(c for c in commands if "pytest" in c)
+        self.assertIn(testCommand.strip(), read(".ci", "run"))
+        self.assertTrue(any("dicomtoprint sample" in c for c in commands))
+
+    def test_codeStyle(self):
+        ruff = shutil.which("ruff") or (os.path.join(os.path.dirname(sys.executable), "ruff")
+                                        if os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff"))
+                                        else None)
+        if ruff is None:
+            self.skipTest("ruff is not installed (pip install '.[test]')")
+        completed = subprocess.run([ruff, "check", ROOT], capture_output=True, text=True, check=False)
+        self.assertEqual(completed.returncode, 0, completed.stdout + completed.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

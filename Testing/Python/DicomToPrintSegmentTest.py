@@ -1,0 +1,134 @@
+"""The Segment Editor effects without Qt: Threshold, Islands, Smoothing, presets and automatic thresholds.
+
+Results are checked against independent computations (numpy, SimpleITK) on the same voxels."""
+
+import unittest
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+import DicomToPrintTesting as testing
+from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, DicomToPrintParameters, sampledata, segment
+
+
+class DicomToPrintSegmentTest(unittest.TestCase):
+    def setUp(self):
+        self.logic = DicomToPrintLogic()
+
+    def load(self, name, **options):
+        series = self.logic.findSeries(testing.phantomSeries(name, **options)).selectSeries()
+        volume = self.logic.loadSeries(series).volumeNode
+        self.addCleanup(self.logic.context.removeNode, volume)
+        segmentation = segment.createSegmentation(self.logic.context, volume)
+        self.addCleanup(self.logic.context.removeNode, segmentation)
+        return volume, segmentation
+
+    def test_thresholdSelectsExactlyTheVoxelsInRange(self):
+        volume, segmentation = self.load("shell")
+        hu = slicer.util.arrayFromVolume(volume)
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 520, 3071)
+            editorNode = editor.editorNode
+        np.testing.assert_array_equal(testing.segmentArray(segmentation, segmentId, volume), (hu >= 520) & (hu <= 3071))
+        self.assertFalse(self.logic.context.scene.IsNodePresent(editorNode), "the temporary editor node is removed")
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            with self.assertRaisesRegex(ValueError, "above maximum"):
+                editor.threshold(segmentId, 600, 500)
+
+    def test_keepLargestIslandDropsTheSpecks(self):
+        volume, segmentation = self.load("islands")
+        hu = slicer.util.arrayFromVolume(volume)
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 520, 3071)
+            info = editor.islands(segmentId, segment.KEEP_LARGEST_ISLAND, minimumSizeMm3=100)
+        # 100 mm^3 at 0.5 x 0.5 x 1 mm voxels is 400 voxels; the shell and the two specks are found
+        self.assertEqual(info, {"islands": 3, "kept": 1, "minimumSizeVoxels": 400})
+        # independent check: ITK's face-connected components of the same threshold, largest one
+        mask = sitk.GetImageFromArray(((hu >= 520) & (hu <= 3071)).astype(np.uint8))
+        components = sitk.RelabelComponent(sitk.ConnectedComponent(mask, False))
+        largest = sitk.GetArrayFromImage(components) == 1
+        result = testing.segmentArray(segmentation, segmentId, volume)
+        np.testing.assert_array_equal(result, largest)
+        # and no voxel is left at the specks
+        ijk = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
+        self.assertEqual([int(result[k, j, i]) for i, j, k in ijk], [0, 0])
+
+    def test_removeSmallIslandsKeepsEverythingLargeEnough(self):
+        volume, segmentation = self.load("twoparts", shape=(96, 96, 40))
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 520, 3071)
+            before = segment.segmentVoxelCount(segmentation, segmentId)
+            info = editor.islands(segmentId, segment.REMOVE_SMALL_ISLANDS, minimumSizeMm3=100)
+            self.assertEqual((info["islands"], info["kept"]), (2, 2))
+            self.assertEqual(segment.segmentVoxelCount(segmentation, segmentId), before)
+            # above the small sphere's volume (4/3 pi 7^3 = 1437 mm^3) only the large one is left
+            info = editor.islands(segmentId, segment.REMOVE_SMALL_ISLANDS, minimumSizeMm3=2000)
+            self.assertEqual((info["islands"], info["kept"]), (2, 1))
+
+    def test_smoothingKernelsAreTheEffectsOddVoxelCounts(self):
+        self.assertEqual(segment.kernelSizePixel(3.0, (0.5, 0.5, 1.0)), [7, 7, 3])
+        self.assertEqual(segment.kernelSizePixel(1.0, (0.5, 0.5, 1.0)), [3, 3, 1])
+        self.assertEqual(segment.kernelSizePixel(1.0, (0.8, 0.8, 1.25)), [1, 1, 1])
+
+    def test_medianSmoothingEqualsAnIndependentMedian(self):
+        volume, segmentation = self.load("islands")
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 520, 3071)
+            thresholded = testing.segmentArray(segmentation, segmentId, volume)
+            editor.smoothing(segmentId, segment.MEDIAN, kernelSizeMm=1.0)
+        expected = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(thresholded), [1, 1, 0]))
+        np.testing.assert_array_equal(testing.segmentArray(segmentation, segmentId, volume), expected)
+
+    def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
+        volume, segmentation = self.load("islands")
+        specks = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
+        for method in (segment.MORPHOLOGICAL_OPENING, segment.MORPHOLOGICAL_CLOSING, segment.GAUSSIAN,
+                       segment.JOINT_TAUBIN):
+            with self.subTest(method=method), segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+                segmentId = editor.addSegment(method)
+                editor.threshold(segmentId, 520, 3071)
+                before = segment.segmentVoxelCount(segmentation, segmentId)
+                editor.smoothing(segmentId, method, kernelSizeMm=3.0, gaussianStandardDeviationMm=0.5)
+                after = testing.segmentArray(segmentation, segmentId, volume)
+                # the 5 mm thick shell survives every method within 3 % of its voxels
+                self.assertLess(abs(int(after.sum()) - before) / before, 0.03)
+                if method == segment.MORPHOLOGICAL_OPENING:
+                    self.assertEqual([int(after[k, j, i]) for i, j, k in specks], [0, 0])
+
+    def test_presetsAndAutomaticThresholds(self):
+        volume, _ = self.load("shell")
+        hu = slicer.util.arrayFromVolume(volume)
+        self.assertEqual(segment.presetRange("CT bone", volume), (226.0, float(hu.max())))
+        self.assertEqual(segment.presetRange("CT soft tissue", volume), (-700.0, 225.0))
+        # Otsu through vtkITKImageThresholdCalculator agrees with SimpleITK's Otsu (128 bins) on the same voxels
+        minimum, maximum = segment.autoThreshold(volume, "OTSU")
+        otsu = sitk.OtsuThresholdImageFilter()
+        otsu.SetNumberOfHistogramBins(128)
+        otsu.Execute(sitk.GetImageFromArray(hu))
+        self.assertAlmostEqual(minimum, otsu.GetThreshold(), delta=2.0)
+        self.assertEqual(maximum, float(hu.max()))
+        with self.assertRaisesRegex(ValueError, "Unknown automatic threshold method 'MAGIC'"):
+            segment.autoThreshold(volume, "MAGIC")
+        # a Hounsfield preset on a series without Hounsfield units is refused
+        with self.assertRaisesRegex(DicomToPrintError, "MR, which has none"):
+            self.logic.thresholdRange(volume, DicomToPrintParameters(), modality="MR")
+
+    def voxelIndex(self, volume, lpsPoints):
+        """Nearest voxel (i, j, k) of LPS points."""
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetRASToIJKMatrix(matrix)
+        result = []
+        for x, y, z in lpsPoints:
+            ijk = matrix.MultiplyPoint((-x, -y, z, 1.0))
+            result.append(tuple(int(round(v)) for v in ijk[:3]))
+        return result
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,119 @@
+"""Shared helpers of the test suite: generated phantom series, the real CT, and measuring a mesh against the
+exact surface. Plain Python, used by unittest cases that pytest runs here and Slicer's runner runs in the app."""
+
+import atexit
+import os
+import shutil
+import tempfile
+import unittest
+
+import numpy as np
+import vtk
+
+from DicomToPrintLib import sampledata
+from DicomToPrintLib.validate import pointsArray, trianglesArray
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = None
+_PHANTOMS = {}
+
+
+def _temporaryRoot() -> str:
+    global _ROOT
+    if _ROOT is None:
+        _ROOT = tempfile.mkdtemp(prefix="dicomtoprint-tests-")
+        atexit.register(shutil.rmtree, _ROOT, True)
+    return _ROOT
+
+
+def temporaryFolder(testCase: unittest.TestCase) -> str:
+    """A new empty folder, removed when the test ends."""
+    folder = tempfile.mkdtemp(prefix="case-", dir=_temporaryRoot())
+    testCase.addCleanup(shutil.rmtree, folder, True)
+    return folder
+
+
+def phantomSeries(name: str, **options) -> str:
+    """Folder with the named phantom written as a DICOM series (generated once per test run and options)."""
+    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    if key not in _PHANTOMS:
+        folder = tempfile.mkdtemp(prefix=f"{name}-", dir=_temporaryRoot())
+        sampledata.writePhantomSeries(name, folder, **options)
+        _PHANTOMS[key] = folder
+    return _PHANTOMS[key]
+
+
+def sharedDataFolder(name: str) -> str:
+    """A data set from the project's shared data (../shared/data beside the checkout, or $DICOMTOPRINT_TEST_DATA).
+
+    :raises unittest.SkipTest: with a message saying where it was looked for, when it is absent (a user's clone).
+    """
+    candidates = [os.environ.get("DICOMTOPRINT_TEST_DATA", ""),
+                  os.path.join(_HERE, os.pardir, os.pardir, os.pardir, "shared", "data"),
+                  os.path.join(_HERE, os.pardir, os.pardir, "shared", "data")]
+    for base in filter(None, candidates):
+        folder = os.path.normpath(os.path.join(base, name))
+        if os.path.isdir(folder):
+            return folder
+    raise unittest.SkipTest(f"test data '{name}' not found (looked in $DICOMTOPRINT_TEST_DATA and ../shared/data "
+                            "beside the checkout); CI has it")
+
+
+def readStl(path: str) -> vtk.vtkPolyData:
+    """An STL as a mesh with shared points (STL stores each triangle's corners separately)."""
+    reader = vtk.vtkSTLReader()
+    reader.SetFileName(path)
+    reader.MergingOn()
+    reader.Update()
+    clean = vtk.vtkCleanPolyData()
+    clean.SetInputConnection(reader.GetOutputPort())
+    clean.Update()
+    return clean.GetOutput()
+
+
+def stlHeader(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(80)
+
+
+def surfaceError(polyData, sdf, mirrorX: bool = False) -> dict:
+    """Distance (mm) from the mesh's vertices and triangle centres to the exact surface (zero of ``sdf``).
+
+    :param mirrorX: measure the mesh mirrored left-right, to show that a mirrored model fails.
+    """
+    points = pointsArray(polyData)
+    triangles = trianglesArray(polyData)
+    samples = np.vstack([points, points[triangles].mean(axis=1)])
+    if mirrorX:
+        samples = samples * np.array([-1.0, 1.0, 1.0])
+    distance = np.abs(sdf(samples))
+    return {"mean": float(distance.mean()), "p95": float(np.percentile(distance, 95)), "max": float(distance.max())}
+
+
+def fileContains(path: str, texts) -> list[str]:
+    """Which of the texts occur in the file's bytes (ASCII, and DICOM's '^' name separators as spaces)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    found = []
+    for text in texts:
+        variants = {text, text.replace("^", " "), text.replace("^", ", ")}
+        if any(v.encode("utf-8") in data for v in variants if v):
+            found.append(text)
+    return found
+
+
+def segmentArray(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
+    """The segment as a 0/1 array on the volume's grid (k, j, i); the segmentation shares the volume's geometry."""
+    from vtk.util import numpy_support
+
+    labelmap = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
+    dims = volumeNode.GetImageData().GetDimensions()
+    full = np.zeros(dims[::-1], np.uint8)
+    extent = labelmap.GetExtent()
+    if extent[1] < extent[0]:
+        return full
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(shape)
+    labelValue = segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue()
+    full[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = values == labelValue
+    return full
