@@ -17,7 +17,7 @@ import os
 import sys
 
 from . import export, sampledata, segment, surface
-from .logic import DicomToPrintLogic, DicomToPrintParameters, __version__
+from .logic import AUTO_THRESHOLD_METHODS, DicomToPrintLogic, DicomToPrintParameters, __version__
 from .runtime import DicomToPrintError, ProcessingCancelled
 
 _ISLANDS = {"keep-largest": segment.KEEP_LARGEST_ISLAND, "remove-small": segment.REMOVE_SMALL_ISLANDS,
@@ -26,6 +26,7 @@ _SMOOTHING = {"median": segment.MEDIAN, "opening": segment.MORPHOLOGICAL_OPENING
               "closing": segment.MORPHOLOGICAL_CLOSING, "gaussian": segment.GAUSSIAN, "joint": segment.JOINT_TAUBIN,
               "none": segment.SMOOTHING_NONE}
 _SURFACE = {"flying-edges": surface.FLYING_EDGES, "surface-nets": surface.SURFACE_NETS}
+_PLACEMENT = {"subvoxel": surface.SUBVOXEL, "labelmap": surface.LABELMAP}
 
 
 def _convertParser() -> argparse.ArgumentParser:
@@ -43,12 +44,17 @@ def _convertParser() -> argparse.ArgumentParser:
                        help="series to convert: SeriesInstanceUID or number from --list-series "
                             "(default: the largest CT or MR series)")
     group = parser.add_argument_group("segmentation (Slicer's Segment Editor effects)")
-    group.add_argument("--preset", choices=list(segment.THRESHOLD_PRESETS), default=defaults.preset,
-                       help=f"threshold preset (default: {defaults.preset})")
     group.add_argument("--threshold", nargs=2, type=float, metavar=("MIN", "MAX"),
-                       help="explicit threshold range (overrides the preset)")
-    group.add_argument("--auto-threshold", choices=list(segment.AUTO_THRESHOLD_METHODS), metavar="METHOD",
-                       help="automatic threshold: " + ", ".join(segment.AUTO_THRESHOLD_METHODS))
+                       help="explicit threshold range (wins over everything else)")
+    group.add_argument("--preset", choices=list(segment.THRESHOLD_PRESETS),
+                       help="fixed Hounsfield range: " + ", ".join(
+                           f"{name} {low:g} to {'max' if high is None else f'{high:g}'}"
+                           for name, (low, high) in segment.THRESHOLD_PRESETS.items()))
+    group.add_argument("--auto-threshold", choices=list(AUTO_THRESHOLD_METHODS), metavar="METHOD",
+                       default=defaults.autoThresholdMethod,
+                       help="automatic threshold when no range or preset is given: ISO50 (default: halfway between "
+                            "the two densest tissue levels) or one of Slicer's: "
+                            + ", ".join(AUTO_THRESHOLD_METHODS[1:]))
     group.add_argument("--islands", choices=list(_ISLANDS), default="keep-largest",
                        help="keep the largest island, remove small islands, or none (default: keep-largest)")
     group.add_argument("--min-island-mm3", type=float, default=defaults.islandsMinimumSizeMm3, metavar="MM3",
@@ -58,19 +64,31 @@ def _convertParser() -> argparse.ArgumentParser:
     group.add_argument("--kernel-mm", type=float, default=defaults.kernelSizeMm, metavar="MM",
                        help=f"smoothing kernel size, or Gaussian sigma, in mm (default: {defaults.kernelSizeMm:g})")
     group = parser.add_argument_group("surface and mesh")
+    group.add_argument("--surface", choices=list(_PLACEMENT), default="subvoxel",
+                       help="subvoxel (default): surface placed from the intensities, a fraction of a voxel from the "
+                            "true boundary; labelmap: Slicer's classic labelmap conversion")
     group.add_argument("--surface-method", choices=list(_SURFACE), default="flying-edges",
-                       help="closed surface conversion (default: flying-edges)")
-    group.add_argument("--surface-smoothing", type=float, default=defaults.surfaceSmoothingFactor, metavar="F",
-                       help=f"surface smoothing factor 0-1 (default: {defaults.surfaceSmoothingFactor:g})")
+                       help="labelmap conversion method (default: flying-edges)")
+    group.add_argument("--surface-smoothing", type=float, metavar="F",
+                       help="surface smoothing factor 0-1 (default: 0.2 subvoxel, 0.5 labelmap)")
     group.add_argument("--target-triangles", type=int, default=defaults.targetTriangles, metavar="N",
                        help=f"decimate to at most N triangles, 0 for no limit (default: {defaults.targetTriangles})")
     group.add_argument("--reduction", type=float, default=defaults.targetReduction, metavar="F",
                        help="also remove this fraction of the triangles, 0-0.999 (default: 0)")
+    group = parser.add_argument_group("validation")
+    group.add_argument("--build-volume", nargs=3, type=float, metavar=("X", "Y", "Z"),
+                       default=list(defaults.buildVolumeMm),
+                       help="printer build volume in mm (default: " + " ".join(f"{v:g}" for v in defaults.buildVolumeMm)
+                       + ")")
+    group.add_argument("--wall-limit", type=float, default=defaults.wallThicknessLimitMm, metavar="MM",
+                       help=f"report walls thinner than this (default: {defaults.wallThicknessLimitMm:g} mm)")
     group = parser.add_argument_group("output")
     group.add_argument("--ras", action="store_true", help="write RAS coordinates (Slicer's) instead of LPS (DICOM's)")
     group.add_argument("--scale", type=float, default=1.0, help="unit scale: 1 = mm (default), 0.001 = m")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    group.add_argument("--report", metavar="OUT.json", help="write a JSON summary of the run")
+    group.add_argument("--report", metavar="OUT.json",
+                       help="the JSON report (default: beside the STL, same name with .json)")
+    group.add_argument("--no-preview", action="store_true", help="do not write the PNG preview beside the STL")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     group.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
@@ -78,16 +96,17 @@ def _convertParser() -> argparse.ArgumentParser:
 
 def _parameters(args) -> DicomToPrintParameters:
     values = dict(
-        series=args.series, preset=args.preset, autoThresholdMethod=args.auto_threshold or "",
+        series=args.series, preset=args.preset or "", autoThresholdMethod=args.auto_threshold,
         islandsOperation=_ISLANDS[args.islands], islandsMinimumSizeMm3=args.min_island_mm3,
         smoothingMethod=_SMOOTHING[args.smoothing], kernelSizeMm=args.kernel_mm,
-        gaussianStandardDeviationMm=args.kernel_mm, conversionMethod=_SURFACE[args.surface_method],
-        surfaceSmoothingFactor=args.surface_smoothing, targetTriangles=args.target_triangles,
-        targetReduction=args.reduction, coordinateSystem=export.RAS if args.ras else export.LPS,
-        sizeScale=args.scale, overwrite=args.overwrite,
-        segmentName={"CT bone": "Bone", "CT skin": "Skin", "CT soft tissue": "Soft tissue"}[args.preset])
+        gaussianStandardDeviationMm=args.kernel_mm, surfacePlacement=_PLACEMENT[args.surface],
+        conversionMethod=_SURFACE[args.surface_method], surfaceSmoothingFactor=args.surface_smoothing,
+        targetTriangles=args.target_triangles, targetReduction=args.reduction,
+        buildVolumeXMm=args.build_volume[0], buildVolumeYMm=args.build_volume[1], buildVolumeZMm=args.build_volume[2],
+        wallThicknessLimitMm=args.wall_limit, coordinateSystem=export.RAS if args.ras else export.LPS,
+        sizeScale=args.scale, overwrite=args.overwrite, writePreview=not args.no_preview)
     if args.threshold:
-        values.update(minimumThreshold=args.threshold[0], maximumThreshold=args.threshold[1], segmentName="Segment")
+        values.update(minimumThreshold=args.threshold[0], maximumThreshold=args.threshold[1])
     parameters = DicomToPrintParameters(**values)
     parameters.validate()
     return parameters
@@ -150,16 +169,14 @@ def _convert(argv) -> int:
                                          progressCallback=progress)
     finally:
         progress.finish()
-    m = result.mesh
-    print(f"Wrote {result.outputPath}: {m.triangles} triangles, "
-          f"{'watertight' if m.watertight else 'NOT watertight'}, {m.parts} part(s), "
-          f"{m.volumeMm3 / 1000.0:.2f} cm^3, {result.timings['total']:.1f} s")
-    print(f"Threshold {result.threshold['minimum']:g} to {result.threshold['maximum']:g} "
-          f"({result.threshold['source']})")
+    print(f"Wrote {result.outputPath} ({result.mesh.triangles} triangles, {result.timings['total']:.1f} s)")
+    print(f"Threshold {result.threshold['minimum']:g} to {result.threshold['maximum']:g}: "
+          f"{result.threshold['source']}, {result.threshold['reason']}")
+    for line in result.validation.summaryLines():
+        print(line)
     for warning in result.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
-    if result.reportPath:
-        print(f"Report: {result.reportPath}")
+    print(f"Report: {result.reportPath}" + (f", preview: {result.previewPath}" if result.previewPath else ""))
     return 0
 
 

@@ -16,7 +16,7 @@ import tempfile
 
 import vtk
 
-from .runtime import DicomToPrintError, checkChoice
+from .runtime import DicomToPrintError, checkChoice, isSlicerApplication
 
 LPS = "LPS"
 RAS = "RAS"
@@ -102,3 +102,106 @@ def writeJson(data: dict, outputPath: str, overwrite: bool = True) -> str:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
         return output.commit(temporary)
+
+
+def _lookupTable(limitMm: float) -> vtk.vtkLookupTable:
+    """Thickness colours: red below the limit, orange to bone white up to twice the limit; bone beyond."""
+    table = vtk.vtkLookupTable()
+    table.SetNumberOfTableValues(256)
+    table.SetRange(0.0, 2.0 * limitMm)
+    bone = (0.93, 0.89, 0.80)
+    for i in range(256):
+        value = 2.0 * limitMm * i / 255.0
+        if value < limitMm:
+            color = (0.85, 0.1, 0.1)
+        else:
+            f = (value - limitMm) / limitMm
+            color = tuple((1 - f) * o + f * b for o, b in zip((1.0, 0.55, 0.1), bone, strict=True))
+        table.SetTableValue(i, *color, 1.0)
+    table.SetNanColor(*bone, 1.0)
+    table.SetAboveRangeColor(*bone, 1.0)
+    table.UseAboveRangeColorOn()
+    table.Build()
+    return table
+
+
+def writePreview(polyData, outputPath: str, thickness=None, limitMm: float = 1.0, coordinateSystem: str = LPS,
+                 title: str = "", size=(1000, 500), overwrite: bool = True) -> str:
+    """A PNG of the model from the front and from the left, walls thinner than ``limitMm`` in red.
+
+    Rendered offscreen (EGL on a machine without a display), written atomically.
+
+    :param polyData: the model, in ``coordinateSystem`` millimetres.
+    :param thickness: per-point wall thickness (mm, NaN = thick), e.g. :attr:`.validate.ValidationReport.thickness`.
+    """
+    from vtk.util import numpy_support
+
+    if not isSlicerApplication() and not os.environ.get("DISPLAY"):
+        # no screen: go straight to EGL instead of trying X first (which only logs a warning)
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    model = vtk.vtkPolyData()
+    model.ShallowCopy(polyData)
+    mapper = vtk.vtkPolyDataMapper()
+    mapper.SetInputData(model)
+    if thickness is not None and len(thickness) == model.GetNumberOfPoints():
+        scalars = numpy_support.numpy_to_vtk(thickness.astype("float32"), deep=True)
+        scalars.SetName("WallThickness")
+        model.GetPointData().SetScalars(scalars)
+        mapper.SetLookupTable(_lookupTable(limitMm))
+        mapper.SetScalarRange(0.0, 2.0 * limitMm)
+        mapper.ScalarVisibilityOn()
+    else:
+        mapper.ScalarVisibilityOff()
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(*size)
+    bounds = model.GetBounds()
+    center = [(bounds[2 * i] + bounds[2 * i + 1]) / 2.0 for i in range(3)]
+    # patient front (anterior) and left, whichever way the file's axes point
+    anterior = (0.0, -1.0, 0.0) if coordinateSystem == LPS else (0.0, 1.0, 0.0)
+    left = (1.0, 0.0, 0.0) if coordinateSystem == LPS else (-1.0, 0.0, 0.0)
+    for index, direction in enumerate((anterior, left)):
+        renderer = vtk.vtkRenderer()
+        renderer.SetViewport(index / 2.0, 0.0, (index + 1) / 2.0, 1.0)
+        renderer.SetBackground(0.12, 0.14, 0.18)
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        if thickness is None:
+            actor.GetProperty().SetColor(0.93, 0.89, 0.80)
+        renderer.AddActor(actor)
+        camera = renderer.GetActiveCamera()
+        camera.SetFocalPoint(*center)
+        camera.SetPosition(*(c + 1000.0 * d for c, d in zip(center, direction, strict=True)))
+        camera.SetViewUp(0.0, 0.0, 1.0)
+        renderer.ResetCamera()
+        window.AddRenderer(renderer)
+    if title:
+        text = vtk.vtkTextActor()
+        text.SetInput(title)
+        text.GetTextProperty().SetFontSize(16)
+        text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
+        text.SetPosition(10, 10)
+        window.GetRenderers().GetFirstRenderer().AddViewProp(text)
+    window.Render()
+    capture = vtk.vtkWindowToImageFilter()
+    capture.SetInput(window)
+    capture.Update()
+    with AtomicOutput(outputPath, overwrite) as output:
+        temporary = os.path.join(output.folder, "preview.png")
+        writer = vtk.vtkPNGWriter()
+        writer.SetFileName(temporary)
+        writer.SetInputConnection(capture.GetOutputPort())
+        writer.Write()
+        window.Finalize()
+        return output.commit(temporary)
+
+
+def readStl(path: str) -> vtk.vtkPolyData:
+    """An STL as a slicer sees it: corners at the same coordinates are one vertex."""
+    reader = vtk.vtkSTLReader()
+    reader.SetFileName(path)
+    reader.MergingOn()
+    reader.Update()
+    output = vtk.vtkPolyData()
+    output.ShallowCopy(reader.GetOutput())
+    return output

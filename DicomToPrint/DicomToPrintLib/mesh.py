@@ -1,12 +1,19 @@
-"""Step 5 of the pipeline: decimate and repair the surface so that it stays a closed, printable solid.
+"""Step 5 of the pipeline: repair and decimate the surface so that it stays a closed, printable solid.
 
-Each step takes a vtkPolyData and returns a new one (the input is never modified). All are VTK filters;
-the one thing decided here is the choice and order: quadric decimation with volume preservation instead of
-Slicer's vtkDecimatePro (which opens and splits surfaces), and normals made consistent without
-"auto orient" (which flips inner cavity surfaces outward and inflates the volume).
+Each step takes a vtkPolyData and returns a new one (the input is never modified). VTK does the geometry:
+cleaning (vtkCleanPolyData), hole filling (vtkFillHolesFilter), winding (vtkPolyDataNormals), nesting
+(vtkSelectEnclosedPoints), decimation (vtkQuadricDecimation). What VTK has no filter for is written here on
+numpy arrays: counting how many triangles use each edge, telling duplicate triangles apart, splitting a vertex
+where two sheets of surface touch at a point, orienting each shell by how deeply it is nested (a cavity faces
+inwards), and finding triangles that cross each other (:func:`.validate.selfIntersections`).
+
+Choices that matter: quadric decimation with volume preservation instead of Slicer's vtkDecimatePro (which
+opens and splits surfaces), and winding made consistent without "auto orient" (which turns cavities outwards).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import vtk
@@ -16,7 +23,9 @@ from .validate import (
     labelShells,
     pointsArray,
     polyDataFromArrays,
-    signedVolume,
+    selfIntersections,
+    shellNesting,
+    sideKeys,
     trianglesArray,
     triangleVolumes,
 )
@@ -42,7 +51,7 @@ def triangulate(polyData) -> vtk.vtkPolyData:
 
 
 def cleanMesh(polyData) -> vtk.vtkPolyData:
-    """Merge coincident points and drop degenerate triangles (collapsed to a line or a point).
+    """Merge coincident points, drop triangles collapsed to a line or a point, drop unused points.
 
     :param polyData: input mesh.
     """
@@ -55,38 +64,301 @@ def cleanMesh(polyData) -> vtk.vtkPolyData:
     return _run(clean, polyData)
 
 
-def orientOutward(polyData) -> vtk.vtkPolyData:
-    """Consistent triangle winding, facing outward.
+def _keepTriangles(polyData, keep: np.ndarray) -> vtk.vtkPolyData:
+    return cleanMesh(polyDataFromArrays(pointsArray(polyData), trianglesArray(polyData)[keep]))
 
-    ``ConsistencyOn`` makes neighbouring triangles agree; it is not followed by ``AutoOrientNormals``, which
-    turns inner cavity walls to face outward and so turns a hollow part into a solid one. The whole mesh is
-    flipped when its enclosed volume comes out negative.
 
-    :param polyData: closed triangle mesh.
+def removeDuplicateTriangles(polyData) -> tuple[vtk.vtkPolyData, int]:
+    """Remove triangles that repeat another's three corners.
+
+    A pair facing opposite ways is a zero-thickness fin and both go; a repeat facing the same way goes alone.
+
+    :return: (mesh, triangles removed).
     """
+    triangles = trianglesArray(polyData)
+    if len(triangles) == 0:
+        return polyData, 0
+    corners = np.sort(triangles, axis=1).astype(np.int64)
+    base = int(triangles.max()) + 1
+    key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    if np.all(counts == 1):
+        return polyData, 0
+    # winding parity: an even permutation of the sorted corners faces the same way
+    order = np.argsort(triangles, axis=1)
+    parity = ((order[:, 0] > order[:, 1]).astype(int) + (order[:, 0] > order[:, 2]) + (order[:, 1] > order[:, 2])) % 2
+    keep = np.ones(len(triangles), bool)
+    for group in np.nonzero(counts > 1)[0]:
+        members = np.nonzero(inverse == group)[0]
+        facing = parity[members]
+        up, down = members[facing == 0], members[facing == 1]
+        pairs = min(len(up), len(down))
+        keep[up[:pairs]] = keep[down[:pairs]] = False  # opposite pairs cancel
+        rest = np.concatenate([up[pairs:], down[pairs:]])
+        keep[rest[1:]] = False  # of the same-facing ones keep one
+    return _keepTriangles(polyData, keep), int(np.count_nonzero(~keep))
+
+
+def removeSmallShells(polyData, minimumVolumeMm3: float) -> tuple[vtk.vtkPolyData, int]:
+    """Drop connected shells that enclose less than ``minimumVolumeMm3`` (in absolute value).
+
+    Surface extraction leaves a few crumbs: shells of a few voxels where the labelmap touches itself
+    diagonally, and slivers of near-zero volume. A small cavity shell dropped this way just fills the cavity,
+    which a printer could not empty anyway.
+
+    :param minimumVolumeMm3: shells enclosing less are removed; 0 keeps everything.
+    :return: (mesh, shells removed).
+    """
+    labelled, labels, shells = labelShells(polyData)
+    if shells <= 1 or minimumVolumeMm3 <= 0:
+        return polyData, 0
+    triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    shellVolumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
+    keep = np.abs(shellVolumes) >= minimumVolumeMm3
+    if keep.all():
+        return polyData, 0
+    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), int(np.count_nonzero(~keep))
+
+
+def _badEdgeTriangles(triangles: np.ndarray) -> np.ndarray:
+    return (edgeUse(triangles) != 2).reshape(3, -1).any(axis=0)
+
+
+def cutAndFill(polyData, badTriangles: np.ndarray) -> vtk.vtkPolyData:
+    """Remove the given triangles with their neighbours (sharing a corner), and close the holes left with
+    vtkFillHolesFilter."""
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    nearBad = np.zeros(len(points), bool)
+    nearBad[triangles[badTriangles].ravel()] = True
+    opened = cleanMesh(polyDataFromArrays(points, triangles[~nearBad[triangles].any(axis=1)]))
+    fill = vtk.vtkFillHolesFilter()
+    fill.SetHoleSize(1e30)  # the holes are small by construction; their size in mm does not matter
+    return cleanMesh(triangulate(_run(fill, opened)))
+
+
+def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData, int]:
+    """Re-close the places where the surface is open or where more than two triangles share an edge.
+
+    The triangles touching a bad edge, and their neighbours, are cut out and the hole is filled; this repeats
+    until no bad edge is left (or the iterations run out). Quadric decimation leaves a handful of such edges on
+    complex anatomy (thin walls folding onto each other).
+
+    :return: (mesh, bad edges found in the first pass).
+    """
+    found = None
+    for _ in range(maximumIterations):
+        triangles = trianglesArray(polyData)
+        use = edgeUse(triangles)
+        if found is None:
+            found = int(round((1.0 / use[use != 2]).sum())) if len(use) else 0
+        bad = _badEdgeTriangles(triangles)
+        if not bad.any():
+            break
+        polyData = cutAndFill(polyData, bad)
+    return polyData, found or 0
+
+
+def isClosedManifold(polyData) -> bool:
+    """Every edge shared by exactly two triangles (watertight, no non-manifold edges)."""
+    use = edgeUse(trianglesArray(polyData))
+    return len(use) > 0 and bool(np.all(use == 2))
+
+
+def removeDegenerateTriangles(polyData, relativeArea: float = 1e-10) -> tuple[vtk.vtkPolyData, int]:
+    """Cut out triangles of (near) zero area whose corners are distinct but in a line, and re-close.
+
+    :param relativeArea: area below this times the squared longest edge counts as zero.
+    :return: (mesh, degenerate triangles found).
+    """
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    if len(triangles) == 0:
+        return polyData, 0
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    doubleArea = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    longest = np.max([np.sum((b - a) ** 2, 1), np.sum((c - b) ** 2, 1), np.sum((a - c) ** 2, 1)], axis=0)
+    degenerate = doubleArea <= relativeArea * longest
+    if not degenerate.any():
+        return polyData, 0
+    repaired, _ = closeDefects(cutAndFill(polyData, degenerate))
+    return repaired, int(np.count_nonzero(degenerate))
+
+
+def _cornerFans(triangles: np.ndarray, pointCount: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group each vertex's triangle corners into fans: the corners met by walking around the vertex from
+    triangle to triangle across shared edges. Needs manifold edges and consistent winding.
+
+    :return: (fan label per corner, in triangle-major order (3 per triangle); fans per vertex).
+    """
+    n = len(triangles)
+    keys = sideKeys(triangles)  # side k of all triangles first; side k runs from corner k to corner k+1
+    order = np.argsort(keys, kind="stable")
+    same = keys[order][1:] == keys[order][:-1]
+    first, second = order[:-1][same], order[1:][same]  # the two uses of each edge
+    twin = np.arange(3 * n)
+    twin[first], twin[second] = second, first
+    side = np.arange(3 * n)
+    k, t = np.divmod(side, n)
+    twinK, twinT = np.divmod(twin, n)
+    # Walking around the vertex at the start of side (k, t): across that side into the twin triangle, whose
+    # corner at the same vertex is at the twin side's end (consistent winding runs the twin side backwards).
+    nextCorner = twinT * 3 + (twinK + 1) % 3
+    corner = t * 3 + k
+    step = np.empty(3 * n, np.int64)
+    step[corner] = nextCorner
+    label = np.arange(3 * n)
+    valence = int(np.bincount(triangles.ravel(), minlength=pointCount).max()) if n else 1
+    for _ in range(int(np.ceil(np.log2(valence + 1))) + 1):  # pointer doubling: minimum over each cycle
+        label = np.minimum(label, label[step])
+        step = step[step]
+    vertexOfCorner = triangles.ravel().astype(np.int64)
+    fanKeys = np.unique(vertexOfCorner * (3 * n) + label)
+    fans = np.bincount(fanKeys // (3 * n), minlength=pointCount)
+    return label, fans
+
+
+def splitNonManifoldVertices(polyData, separationMm: float = 1e-3) -> tuple[vtk.vtkPolyData, int]:
+    """Give each fan of triangles around a vertex its own copy of the vertex, a micrometre apart.
+
+    Where two sheets of surface touch at a single point (a pinch), the point is shared by two separate fans of
+    triangles. Each extra fan gets its own vertex, moved ``separationMm`` into its own side: an STL has no
+    connectivity, so copies left at the same place would be merged again by any slicer. Needs every edge to be
+    used by two triangles (see :func:`closeDefects`).
+
+    :return: (mesh, vertices that were split).
+    """
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    if len(triangles) == 0:
+        return polyData, 0
+    label, fans = _cornerFans(triangles, len(points))
+    pinched = np.nonzero(fans > 1)[0]
+    if len(pinched) == 0:
+        return polyData, 0
+    vertexOfCorner = triangles.ravel().copy()
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    faceNormals = np.cross(b - a, c - a)
+    newPoints = [points]
+    nextId = len(points)
+    for vertex in pinched:
+        corners = np.nonzero(vertexOfCorner == vertex)[0]
+        fanLabels = np.unique(label[corners])
+        for fanLabel in fanLabels[1:]:  # the first fan keeps the original vertex
+            fanCorners = corners[label[corners] == fanLabel]
+            normal = faceNormals[fanCorners // 3].sum(axis=0)
+            normal /= max(float(np.linalg.norm(normal)), 1e-12)
+            vertexOfCorner[fanCorners] = nextId
+            newPoints.append(points[vertex][None, :] - separationMm * normal)
+            nextId += 1
+    return polyDataFromArrays(np.vstack(newPoints), vertexOfCorner.reshape(-1, 3)), int(len(pinched))
+
+
+def nonManifoldVertexCount(polyData) -> int:
+    """Vertices where more than one fan of triangles meet (edges must be manifold for this count)."""
+    triangles = trianglesArray(polyData)
+    if len(triangles) == 0 or not np.all(edgeUse(triangles) == 2):
+        return 0
+    return int(np.count_nonzero(_cornerFans(triangles, polyData.GetNumberOfPoints())[1] > 1))
+
+
+def consistentWinding(polyData) -> vtk.vtkPolyData:
+    """Neighbouring triangles wound the same way (vtkPolyDataNormals consistency, no auto-orientation), with
+    point normals for display."""
     normals = vtk.vtkPolyDataNormals()
     normals.ConsistencyOn()
-    normals.AutoOrientNormalsOff()
+    normals.AutoOrientNormalsOff()  # would turn cavities outwards
     normals.SplittingOff()  # splitting duplicates points along sharp edges and opens the mesh
     normals.ComputeCellNormalsOff()
     normals.ComputePointNormalsOn()
-    oriented = _run(normals, polyData)
-    if signedVolume(oriented) < 0:
-        reverse = vtk.vtkReverseSense()
-        reverse.ReverseCellsOn()
-        reverse.ReverseNormalsOn()
-        oriented = _run(reverse, oriented)
-    return oriented
+    return _run(normals, polyData)
+
+
+def orientShells(polyData) -> tuple[vtk.vtkPolyData, int]:
+    """Consistent winding, then each shell turned to face away from the material: outward for a shell nested
+    in an even number of others (a part), inward for one nested in an odd number (a cavity in a part).
+
+    :return: (mesh, shells flipped).
+    """
+    wound = consistentWinding(polyData)
+    labelled, labels, volumes, depth = shellNesting(wound)
+    wrong = (volumes > 0) != (depth % 2 == 0)
+    if not wrong.any():
+        return wound, 0
+    triangles = trianglesArray(labelled)
+    flip = wrong[labels]
+    triangles[flip] = triangles[flip][:, ::-1]
+    return consistentWinding(polyDataFromArrays(pointsArray(labelled), triangles)), int(np.count_nonzero(wrong))
+
+
+def removeSelfIntersections(polyData, maximumIterations: int = 4) -> tuple[vtk.vtkPolyData, int, int]:
+    """Cut out triangles that cross other triangles (with their neighbours) and re-close the holes.
+
+    :return: (mesh, intersecting triangle pairs found, pairs left after the iterations).
+    """
+    pairs = selfIntersections(polyData)
+    found = len(pairs)
+    for _ in range(maximumIterations):
+        if len(pairs) == 0:
+            break
+        bad = np.zeros(polyData.GetNumberOfPolys(), bool)
+        bad[pairs.ravel()] = True
+        polyData, _ = closeDefects(cutAndFill(polyData, bad))
+        pairs = selfIntersections(polyData)
+    return polyData, found, len(pairs)
+
+
+@dataclass
+class RepairLog:
+    """What the repair found and did (counts)."""
+
+    duplicateTriangles: int = 0
+    smallShellsRemoved: int = 0
+    openOrNonManifoldEdges: int = 0
+    degenerateTriangles: int = 0
+    nonManifoldVerticesSplit: int = 0
+    selfIntersections: int = 0
+    selfIntersectionsLeft: int = 0
+    shellsFlipped: int = 0
+
+    def add(self, other: RepairLog) -> RepairLog:
+        return RepairLog(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
+
+    def asDict(self) -> dict:
+        return asdict(self)
+
+
+def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False) -> tuple[vtk.vtkPolyData, RepairLog]:
+    """Make a closed, manifold, outward-facing triangle mesh.
+
+    In order: triangles only and coincident points merged; duplicate triangles removed; crumbs removed (shells
+    under ``minimumShellVolumeMm3``); open and non-manifold edges cut out and re-closed; degenerate triangles
+    cut out and re-closed; for the final mesh, triangles crossing each other cut out and re-closed; each shell
+    oriented by its nesting; for the final mesh, pinched vertices split.
+
+    :param polyData: mesh from the closed-surface conversion or from :func:`decimate`.
+    :param minimumShellVolumeMm3: remove shells enclosing less (see :func:`removeSmallShells`).
+    :param final: the mesh that will be written: also remove self-intersections and split pinched vertices
+        (a few seconds per million triangles; pointless before decimation changes the mesh again).
+    """
+    log = RepairLog()
+    polyData = cleanMesh(triangulate(polyData))
+    polyData, log.duplicateTriangles = removeDuplicateTriangles(polyData)
+    polyData, log.smallShellsRemoved = removeSmallShells(polyData, minimumShellVolumeMm3)
+    polyData, log.openOrNonManifoldEdges = closeDefects(polyData)
+    polyData, log.degenerateTriangles = removeDegenerateTriangles(polyData)
+    if final:
+        polyData, log.selfIntersections, log.selfIntersectionsLeft = removeSelfIntersections(polyData)
+    polyData, log.shellsFlipped = orientShells(polyData)
+    if final:
+        polyData, log.nonManifoldVerticesSplit = splitNonManifoldVertices(polyData)
+    return polyData, log
 
 
 def decimate(polyData, targetTriangles: int) -> vtk.vtkPolyData:
     """Reduce to about ``targetTriangles`` triangles with quadric decimation, preserving volume.
 
-    Edge collapses of ``vtkQuadricDecimation`` keep a closed manifold mesh closed, and volume preservation
-    keeps the surface where it was (10x reduction of a 0.5 mm-voxel surface moves it by hundredths of a mm).
-    Nothing is done when the mesh is already small enough.
+    Volume preservation keeps the surface where it was (10x reduction of a 0.5 mm-voxel surface moves it by
+    hundredths of a mm). Nothing is done when the mesh is already small enough.
 
-    :param polyData: closed triangle mesh.
+    :param polyData: closed manifold triangle mesh.
     :param targetTriangles: wanted number of triangles (> 0).
     """
     if targetTriangles <= 0:
@@ -104,86 +376,17 @@ def decimate(polyData, targetTriangles: int) -> vtk.vtkPolyData:
     return _run(quadric, polyData)
 
 
-def removeSmallShells(polyData, minimumVolumeMm3: float) -> vtk.vtkPolyData:
-    """Drop connected shells that enclose less than ``minimumVolumeMm3`` (in absolute value).
-
-    Surface extraction leaves a few crumbs: shells of a few voxels where the labelmap touches itself
-    diagonally, and slivers of near-zero volume. A small cavity shell dropped this way just fills the cavity,
-    which a printer could not empty anyway.
-
-    :param polyData: triangle mesh.
-    :param minimumVolumeMm3: shells enclosing less are removed; 0 keeps everything.
-    """
-    labelled, labels, shells = labelShells(polyData)
-    if shells <= 1 or minimumVolumeMm3 <= 0:
-        return labelled
-    triangles, points = trianglesArray(labelled), pointsArray(labelled)
-    shellVolumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
-    keep = np.abs(shellVolumes) >= minimumVolumeMm3
-    if keep.all():
-        return labelled
-    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]]))
-
-
-def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData, int]:
-    """Cut out and re-close the places where the surface is open or where more than two triangles share an edge.
-
-    The triangles touching a bad edge, and their neighbours, are removed; the hole left is closed by
-    ``vtkFillHolesFilter``; this repeats until no bad edge is left (or the iterations run out). Quadric
-    decimation leaves a handful of such edges on complex anatomy (thin walls folding onto each other).
-
-    :param polyData: triangle mesh.
-    :return: (mesh, number of bad edges found in the first pass).
-    """
-    found = None
-    for _ in range(maximumIterations):
-        triangles, points = trianglesArray(polyData), pointsArray(polyData)
-        use = edgeUse(triangles)
-        badTriangles = (use != 2).reshape(3, -1).any(axis=0)
-        if found is None:
-            found = int(np.count_nonzero(use != 2))
-        if not badTriangles.any():
-            break
-        nearBad = np.zeros(len(points), bool)
-        nearBad[triangles[badTriangles].ravel()] = True
-        opened = cleanMesh(polyDataFromArrays(points, triangles[~nearBad[triangles].any(axis=1)]))
-        fill = vtk.vtkFillHolesFilter()
-        fill.SetHoleSize(1e30)  # the holes are small by construction; their size in mm does not matter
-        polyData = cleanMesh(triangulate(_run(fill, opened)))
-    return polyData, found or 0
-
-
-def isClosedManifold(polyData) -> bool:
-    """Every edge shared by exactly two triangles (watertight, no non-manifold edges)."""
-    use = edgeUse(trianglesArray(polyData))
-    return len(use) > 0 and bool(np.all(use == 2))
-
-
-def repair(polyData, minimumShellVolumeMm3: float = 0.0) -> vtk.vtkPolyData:
-    """The standard clean-up after surface generation and after decimation: triangles only, coincident points
-    merged, degenerate triangles removed, crumbs removed, open or non-manifold places re-closed, consistent
-    outward winding.
-
-    :param polyData: mesh from the closed-surface conversion or from :func:`decimate`.
-    :param minimumShellVolumeMm3: remove shells enclosing less (see :func:`removeSmallShells`).
-    """
-    polyData = removeSmallShells(cleanMesh(triangulate(polyData)), minimumShellVolumeMm3)
-    if not isClosedManifold(polyData):
-        polyData, _ = closeDefects(polyData)
-    return orientOutward(polyData)
-
-
 def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0,
-                   attempts: int = 4) -> tuple[vtk.vtkPolyData, dict]:
+                   attempts: int = 4) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
     """Decimate towards ``targetTriangles`` and guarantee the result is still a closed manifold.
 
-    After :func:`decimate` and :func:`repair`, a result that is still open or non-manifold is discarded and the
-    decimation is redone with twice as many triangles; if no attempt succeeds, the input is returned
-    undecimated (it is closed: the closed-surface conversion makes it so). The returned info says which.
+    After :func:`decimate` and :func:`repair` (self-intersections included), a result that is still open,
+    non-manifold or self-intersecting is discarded and the decimation redone with twice as many triangles; if no
+    attempt succeeds, the input is returned undecimated. The returned info says which.
 
     :param polyData: closed manifold triangle mesh.
     :param targetTriangles: wanted number of triangles.
-    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated"}).
+    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated"}, repair log of the result).
     """
     info = {"requestedTriangles": int(targetTriangles), "triangles": polyData.GetNumberOfPolys(), "attempts": 0,
             "decimated": False}
@@ -192,9 +395,11 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
         if target >= polyData.GetNumberOfPolys():
             break
         info["attempts"] = attempt
-        candidate = repair(decimate(polyData, target), minimumShellVolumeMm3)
-        if isClosedManifold(candidate):
+        candidate, log = repair(decimate(polyData, target), minimumShellVolumeMm3, final=True)
+        if isClosedManifold(candidate) and log.selfIntersectionsLeft == 0 and nonManifoldVertexCount(candidate) == 0:
             info.update(triangles=candidate.GetNumberOfPolys(), decimated=True)
-            return candidate, info
+            return candidate, info, log
         target *= 2
-    return polyData, info
+    polyData, log = repair(polyData, minimumShellVolumeMm3, final=True)
+    info["triangles"] = polyData.GetNumberOfPolys()
+    return polyData, info, log

@@ -112,6 +112,31 @@ def createSegmentation(context: SlicerContext, volumeNode, name: str = "DicomToP
     return segmentationNode
 
 
+def volumeArray(volumeNode) -> np.ndarray:
+    """The volume's voxels as a (k, j, i) array (a view: do not modify)."""
+    image = volumeNode.GetImageData()
+    dims = image.GetDimensions()
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
+
+
+def segmentMask(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
+    """The segment as a boolean (k, j, i) array on the volume's voxel grid (resampled if its geometry differs)."""
+    reference = slicer.vtkOrientedImageData()
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    reference.SetImageToWorldMatrix(matrix)
+    reference.SetExtent(volumeNode.GetImageData().GetExtent())
+    labelmap = slicer.vtkOrientedImageData()
+    if not slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+            segmentationNode, segmentId, labelmap):
+        raise ValueError(f"Segment '{segmentId}' has no binary labelmap")
+    resampled = slicer.vtkOrientedImageData()
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, reference, resampled)
+    dims = resampled.GetDimensions()
+    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(dims[::-1])
+    return values > 0
+
+
 def segmentVoxelCount(segmentationNode, segmentId: str) -> int:
     """Number of voxels in a segment's binary labelmap."""
     labelmap = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)

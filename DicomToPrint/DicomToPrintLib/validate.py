@@ -1,8 +1,10 @@
-"""Step 6 of the pipeline: measure the mesh that will be printed.
+"""Step 6 of the pipeline: measure the mesh that will be printed, and say whether it will print.
 
-Everything is computed on the mesh itself: edges shared by exactly two triangles (watertight, manifold),
-connected shells, the enclosed volume with its sign (outward-facing triangles give a positive volume; an inner
-cavity's shell gives a negative one), area and bounds.
+Everything is computed on the mesh itself (by default the STL read back from disk, as a slicer reads it):
+edges shared by exactly two triangles (watertight, manifold), vertices where surfaces only touch, winding,
+connected shells and how they nest (a cavity's shell faces into the cavity, so its enclosed volume is
+negative), triangles crossing each other, volume, area, bounds and build volume, and the wall thickness by
+casting a ray inwards from every vertex to the opposite side.
 """
 
 from __future__ import annotations
@@ -64,10 +66,37 @@ def edgeUse(triangles: np.ndarray) -> np.ndarray:
     2 on a closed manifold mesh, 1 on a boundary, more where sheets meet."""
     if len(triangles) == 0:
         return np.zeros(0, np.int64)
-    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    edges.sort(axis=1)
-    _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
-    return counts[inverse.ravel()]
+    keys = sideKeys(triangles)
+    order = np.argsort(keys, kind="stable")
+    sortedKeys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], sortedKeys[1:] != sortedKeys[:-1]]))
+    counts = np.diff(np.concatenate([starts, [len(keys)]]))
+    use = np.empty(len(keys), np.int64)
+    use[order] = np.repeat(counts, counts)
+    return use
+
+
+def triangleAreas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def sideKeys(triangles: np.ndarray, directed: bool = False) -> np.ndarray:
+    """One integer per triangle side (side k of all triangles first): the edge's two point indices combined,
+    smaller first unless ``directed``. Sorting integers is many times faster than sorting rows."""
+    start = np.concatenate([triangles[:, 0], triangles[:, 1], triangles[:, 2]]).astype(np.int64)
+    end = np.concatenate([triangles[:, 1], triangles[:, 2], triangles[:, 0]]).astype(np.int64)
+    if not directed:
+        start, end = np.minimum(start, end), np.maximum(start, end)
+    return start * (int(triangles.max()) + 1) + end
+
+
+def windingConsistent(triangles: np.ndarray) -> bool:
+    """Each edge traversed once in each direction by the triangles that share it (a consistently wound mesh)."""
+    if len(triangles) == 0:
+        return True
+    keys = np.sort(sideKeys(triangles, directed=True))
+    return not bool(np.any(keys[1:] == keys[:-1]))
 
 
 def edgeCounts(triangles: np.ndarray) -> tuple[int, int, int]:
@@ -96,6 +125,155 @@ def labelShells(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int]:
         return labelled, np.zeros(0, np.int64), 0
     shells = int(connectivity.GetNumberOfExtractedRegions())
     return labelled, numpy_support.vtk_to_numpy(labels).astype(np.int64), shells
+
+
+def shellNesting(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.ndarray]:
+    """Each shell's signed volume and how many other shells enclose it.
+
+    :return: (mesh labelled by shell, per-triangle shell, per-shell signed volume, per-shell nesting depth).
+    """
+    labelled, labels, shells = labelShells(polyData)
+    triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    volumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
+    depth = np.zeros(shells, np.int64)
+    if shells > 1:
+        probes = vtk.vtkPoints()  # a point of each shell, tested against every other shell
+        firstTriangle = np.array([np.argmax(labels == s) for s in range(shells)])
+        for p in points[triangles[firstTriangle, 0]]:
+            probes.InsertNextPoint(*p)
+        probeData = vtk.vtkPolyData()
+        probeData.SetPoints(probes)
+        for s in range(shells):
+            enclosed = vtk.vtkSelectEnclosedPoints()
+            enclosed.SetInputData(probeData)
+            enclosed.SetSurfaceData(polyDataFromArrays(points, triangles[labels == s]))
+            enclosed.Update()
+            inside = np.array([enclosed.IsInside(i) for i in range(shells)], bool)
+            inside[s] = False
+            depth += inside
+    return labelled, labels, volumes, depth
+
+
+def _trianglesCross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For pairs of triangles (m, 3, 3) each, whether their interiors cross (Moeller's interval test).
+
+    Triangles that only touch (at a vertex or along an edge) or lie in one plane do not count.
+    """
+    def sides(t, origin, normal):
+        return np.einsum("mkj,mj->mk", t - origin[:, None, :], normal)
+
+    normalA = np.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0])
+    normalB = np.cross(b[:, 1] - b[:, 0], b[:, 2] - b[:, 0])
+    scale = np.maximum(np.abs(a).max(axis=(1, 2)), np.abs(b).max(axis=(1, 2))) + 1.0
+    eps = 1e-9 * scale * scale
+    distanceA = sides(a, b[:, 0], normalB)  # a's corners against b's plane
+    distanceB = sides(b, a[:, 0], normalA)
+    straddle = ((distanceA.max(1) > eps) & (distanceA.min(1) < -eps)
+                & (distanceB.max(1) > eps) & (distanceB.min(1) < -eps))
+    axis = np.argmax(np.abs(np.cross(normalA, normalB)), axis=1)
+    rows = np.arange(len(a))
+
+    def interval(t, d):
+        p = t[rows, :, axis]  # corners projected on the dominant axis of the intersection line
+        positive = d > 0
+        lonely = np.where(positive[:, 0] == positive[:, 1], 2, np.where(positive[:, 0] == positive[:, 2], 1, 0))
+        o1, o2 = (lonely + 1) % 3, (lonely + 2) % 3
+        pl, dl = p[rows, lonely], d[rows, lonely]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1 = pl + (p[rows, o1] - pl) * dl / (dl - d[rows, o1])
+            t2 = pl + (p[rows, o2] - pl) * dl / (dl - d[rows, o2])
+        return np.minimum(t1, t2), np.maximum(t1, t2)
+
+    lowA, highA = interval(a, distanceA)
+    lowB, highB = interval(b, distanceB)
+    tolerance = 1e-9 * scale
+    return straddle & (highA > lowB + tolerance) & (highB > lowA + tolerance)
+
+
+def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
+    """Pairs of triangles (indices, (M, 2)) that cross each other; neighbours sharing a corner are not tested.
+
+    Candidates come from a uniform grid of cells twice the median edge long (triangles sharing a cell), then
+    bounding boxes, then Moeller's triangle-triangle test on numpy arrays.
+    """
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    n = len(triangles)
+    if n < 2:
+        return np.zeros((0, 2), np.int64)
+    corners = points[triangles]
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    cell = max(float(np.median(np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1))), 1e-9)
+    start = np.floor((low - low.min(axis=0)) / cell).astype(np.int64)
+    span = np.floor((high - low.min(axis=0)) / cell).astype(np.int64) - start + 1
+    count = span.prod(axis=1)
+    owner = np.repeat(np.arange(n), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    sx, sy = span[owner, 0], span[owner, 1]
+    ix = start[owner, 0] + local % sx
+    iy = start[owner, 1] + (local // sx) % sy
+    iz = start[owner, 2] + local // (sx * sy)
+    dims = (start + span).max(axis=0) + 1
+    key = (ix * dims[1] + iy) * dims[2] + iz
+    order = np.argsort(key, kind="stable")
+    key, owner = key[order], owner[order]
+    groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    groupSize = np.diff(np.concatenate([groupStart, [len(key)]]))
+    candidates = []
+    for size in np.unique(groupSize[groupSize > 1]):  # all pairs within each cell, batched by cell size
+        members = owner[groupStart[groupSize == size][:, None] + np.arange(size)[None, :]]
+        first, second = np.triu_indices(size, 1)
+        pairs = np.stack([members[:, first].ravel(), members[:, second].ravel()], axis=1)
+        # cheap filters before removing repeats: bounding boxes overlap, no shared corner
+        a, b = pairs[:, 0], pairs[:, 1]
+        keep = np.all((low[a] <= high[b]) & (low[b] <= high[a]), axis=1)
+        keep &= ~(triangles[a][:, :, None] == triangles[b][:, None, :]).any(axis=(1, 2))
+        candidates.append(pairs[keep])
+    if not candidates:
+        return np.zeros((0, 2), np.int64)
+    pairs = np.concatenate(candidates)
+    pairs = np.unique(np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1]))
+    pairs = np.stack([pairs // n, pairs % n], axis=1)
+    crossing = [pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]], corners[pairs[i:i + chunk, 1]])]
+                for i in range(0, len(pairs), chunk)]
+    return np.concatenate(crossing) if crossing else np.zeros((0, 2), np.int64)
+
+
+def pointNormals(polyData) -> np.ndarray:
+    """Per-point unit normals from the triangles' winding (area-weighted), outward on an oriented mesh.
+
+    Computed here rather than read from the mesh: normals carried in its point data may be stale.
+    """
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    faceNormals = np.cross(b - a, c - a)  # length: twice the area
+    normals = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], faceNormals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+
+
+def wallThickness(polyData, maximumMm: float = 20.0) -> np.ndarray:
+    """Wall thickness at every vertex: distance along the inward normal to the first wall hit.
+
+    :param maximumMm: rays stop here; vertices with no wall within it get NaN (thick enough to not matter).
+    """
+    points = pointsArray(polyData)
+    if len(points) == 0:
+        return np.zeros(0)
+    normals = pointNormals(polyData)
+    locator = vtk.vtkStaticCellLocator()
+    locator.SetDataSet(polyData)
+    locator.BuildLocator()
+    thickness = np.full(len(points), np.nan)
+    start = 1e-4  # mm: begin just inside, so the ray does not hit the vertex's own triangles
+    parameter, position, parametric = vtk.reference(0.0), [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    subId, cellId = vtk.reference(0), vtk.reference(0)
+    origins = points - start * normals
+    ends = points - maximumMm * normals
+    for i in range(len(points)):
+        if locator.IntersectWithLine(origins[i], ends[i], 1e-6, parameter, position, parametric, subId, cellId):
+            thickness[i] = start + parameter.get() * (maximumMm - start)
+    return thickness
 
 
 @dataclass
@@ -142,3 +320,185 @@ def meshStatistics(polyData) -> MeshStatistics:
         boundaryEdges=boundary, nonManifoldEdges=nonManifold, shells=shells,
         parts=int(np.count_nonzero(shellVolumes > 0)), volumeMm3=volume, areaMm2=area,
         bounds=[float(v) for v in polyData.GetBounds()])
+
+
+#: A common desktop printer's build volume (mm), e.g. Prusa MK-class: 250 x 210 x 210.
+BUILD_VOLUME_MM = (250.0, 210.0, 210.0)
+
+
+@dataclass
+class WallThickness:
+    """Wall thickness over the surface (from :func:`wallThickness`)."""
+
+    limitMm: float
+    minimumMm: float | None
+    percentile5Mm: float | None
+    thinAreaMm2: float
+    thinAreaPercent: float
+
+
+@dataclass
+class ValidationReport:
+    """Whether the mesh will print, and why not."""
+
+    statistics: MeshStatistics
+    nonManifoldVertices: int
+    windingConsistent: bool
+    shellsFacingWrongWay: int
+    selfIntersections: int
+    boundingBoxMm: list[float]
+    buildVolumeMm: list[float]
+    fitsBuildVolume: bool
+    wallThickness: WallThickness | None
+    printable: bool
+    reasons: list[str]
+    warnings: list[str]
+    #: per-point wall thickness (mm, NaN where thicker than the rays reach), for display; not in asDict()
+    thickness: np.ndarray | None = None
+
+    def asDict(self) -> dict:
+        s = self.statistics
+        return {
+            "printable": self.printable,
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "watertight": s.watertight,
+            "boundaryEdges": s.boundaryEdges,
+            "nonManifoldEdges": s.nonManifoldEdges,
+            "nonManifoldVertices": self.nonManifoldVertices,
+            "orientation": "outward" if self.windingConsistent and not self.shellsFacingWrongWay else "inconsistent",
+            "selfIntersections": self.selfIntersections,
+            "triangles": s.triangles,
+            "shells": s.shells,
+            "parts": s.parts,
+            "volumeCm3": round(s.volumeMm3 / 1000.0, 3),
+            "surfaceAreaCm2": round(s.areaMm2 / 100.0, 3),
+            "boundingBoxMm": [round(v, 2) for v in self.boundingBoxMm],
+            "buildVolumeMm": list(self.buildVolumeMm),
+            "fitsBuildVolume": self.fitsBuildVolume,
+            "wallThickness": asdict(self.wallThickness) if self.wallThickness else None,
+        }
+
+    def summaryLines(self) -> list[str]:
+        d = self.asDict()
+        wall = self.wallThickness
+        lines = [
+            f"{'PRINTABLE' if self.printable else 'NOT PRINTABLE'}" + ("" if self.printable else
+                                                                     ": " + "; ".join(self.reasons)),
+            f"watertight {d['watertight']}, non-manifold edges {d['nonManifoldEdges']}, vertices "
+            f"{d['nonManifoldVertices']}, orientation {d['orientation']}, self-intersections {d['selfIntersections']}",
+            f"{d['triangles']} triangles, {d['parts']} part(s) in {d['shells']} shell(s), {d['volumeCm3']:.2f} cm^3, "
+            f"{d['surfaceAreaCm2']:.1f} cm^2",
+            "bounding box " + " x ".join(f"{v:.1f}" for v in d["boundingBoxMm"]) + " mm, "
+            + ("fits" if self.fitsBuildVolume else "does NOT fit")
+            + " the build volume " + " x ".join(f"{v:g}" for v in self.buildVolumeMm) + " mm",
+        ]
+        if wall:
+            minimum = "n/a" if wall.minimumMm is None else f"{wall.minimumMm:.2f}"
+            p5 = "n/a" if wall.percentile5Mm is None else f"{wall.percentile5Mm:.2f}"
+            lines.append(f"wall thickness: minimum {minimum} mm, 5th percentile {p5} mm, "
+                         f"{wall.thinAreaMm2 / 100.0:.2f} cm^2 ({wall.thinAreaPercent:.1f} %) thinner than "
+                         f"{wall.limitMm:g} mm")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return lines
+
+
+def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: float = 1.0,
+                 maximumThinAreaPercent: float = 10.0, computeWallThickness: bool = True) -> ValidationReport:
+    """Check a mesh for printing.
+
+    Not printable: open or non-manifold edges, non-manifold vertices, inconsistent or wrong-way winding,
+    self-intersections, no triangles, larger than the build volume in every axis order, or more than
+    ``maximumThinAreaPercent`` of the surface thinner than ``wallThicknessLimitMm``. Thinner walls on a smaller
+    area are a warning (thin plates of bone are real; the print lab decides).
+
+    :param polyData: the mesh as it will be printed (e.g. the STL read back).
+    :param buildVolumeMm: the printer's build volume (x, y, z) in mm.
+    :param wallThicknessLimitMm: walls thinner than this are reported.
+    """
+    from .mesh import nonManifoldVertexCount  # mesh builds on this module
+
+    statistics = meshStatistics(polyData)
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    winding = windingConsistent(triangles)
+    wrongWay = 0
+    if statistics.watertight:
+        _, _, volumes, depth = shellNesting(polyData)
+        wrongWay = int(np.count_nonzero((volumes > 0) != (depth % 2 == 0)))
+    pinched = nonManifoldVertexCount(polyData)
+    crossings = len(selfIntersections(polyData)) if statistics.triangles else 0
+    bounds = statistics.bounds
+    box = [bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]] if statistics.triangles else [0.0] * 3
+    fits = bool(np.all(np.sort(box) <= np.sort(np.asarray(buildVolumeMm, float)) + 1e-9))
+    wall, thickness = None, None
+    if computeWallThickness and statistics.triangles:
+        thickness = wallThickness(polyData, maximumMm=max(20.0, 10.0 * wallThicknessLimitMm))
+        measured = thickness[np.isfinite(thickness)]
+        perTriangle = np.nanmean(np.where(np.isfinite(thickness), thickness, np.inf)[triangles], axis=1)
+        areas = triangleAreas(points, triangles)
+        thinArea = float(areas[perTriangle < wallThicknessLimitMm].sum())
+        wall = WallThickness(
+            limitMm=wallThicknessLimitMm,
+            minimumMm=round(float(measured.min()), 4) if len(measured) else None,
+            percentile5Mm=round(float(np.percentile(np.where(np.isfinite(thickness), thickness, np.inf), 5)), 4)
+            if np.isfinite(np.percentile(np.where(np.isfinite(thickness), thickness, np.inf), 5)) else None,
+            thinAreaMm2=round(thinArea, 3),
+            thinAreaPercent=round(100.0 * thinArea / max(statistics.areaMm2, 1e-12), 3))
+    reasons, warnings = [], []
+    if statistics.triangles == 0:
+        reasons.append("the mesh is empty")
+    if statistics.boundaryEdges:
+        reasons.append(f"not watertight: {statistics.boundaryEdges} open edges")
+    if statistics.nonManifoldEdges:
+        reasons.append(f"{statistics.nonManifoldEdges} non-manifold edges")
+    if pinched:
+        reasons.append(f"{pinched} non-manifold vertices")
+    if not winding or wrongWay:
+        reasons.append("triangles do not all face outward" + (f" ({wrongWay} shells inside out)" if wrongWay else ""))
+    if crossings:
+        reasons.append(f"{crossings} pairs of triangles cross each other")
+    if not fits:
+        reasons.append("larger than the build volume " + " x ".join(f"{v:g}" for v in buildVolumeMm) + " mm")
+    if wall and wall.thinAreaMm2 > 0:
+        text = (f"{wall.thinAreaMm2 / 100.0:.2f} cm^2 ({wall.thinAreaPercent:.1f} % of the surface) has walls "
+                f"thinner than {wallThicknessLimitMm:g} mm (minimum {wall.minimumMm:.2f} mm)")
+        (reasons if wall.thinAreaPercent > maximumThinAreaPercent else warnings).append(text)
+    return ValidationReport(statistics, pinched, winding, wrongWay, crossings, box,
+                            [float(v) for v in buildVolumeMm], fits, wall, not reasons, reasons, warnings, thickness)
+
+
+def reportTableNode(report: ValidationReport, scene, name: str = "DicomToPrint validation"):
+    """The report as a vtkMRMLTableNode (Check, Value, Result) in the scene."""
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    columns = []
+    for title in ("Check", "Value", "Result"):
+        column = vtk.vtkStringArray()
+        column.SetName(title)
+        table.AddColumn(column)
+        columns.append(column)
+    d = report.asDict()
+    wall = report.wallThickness
+
+    def row(check, value, ok):
+        table.AddEmptyRow()
+        index = table.GetNumberOfRows() - 1
+        for column, text in enumerate((check, str(value), "" if ok is None else ("pass" if ok else "FAIL"))):
+            table.SetCellText(index, column, text)
+
+    row("Printable", "yes" if report.printable else "no: " + "; ".join(report.reasons), report.printable)
+    row("Watertight", f"{d['boundaryEdges']} open edges", d["watertight"])
+    row("Manifold", f"{d['nonManifoldEdges']} edges, {d['nonManifoldVertices']} vertices",
+        not d["nonManifoldEdges"] and not d["nonManifoldVertices"])
+    row("Orientation", d["orientation"], d["orientation"] == "outward")
+    row("Self-intersections", d["selfIntersections"], d["selfIntersections"] == 0)
+    row("Shells / parts", f"{d['shells']} / {d['parts']}", None)
+    row("Volume", f"{d['volumeCm3']:.2f} cm^3", None)
+    row("Surface area", f"{d['surfaceAreaCm2']:.1f} cm^2", None)
+    row("Bounding box", " x ".join(f"{v:.1f}" for v in d["boundingBoxMm"]) + " mm", None)
+    row("Fits build volume", " x ".join(f"{v:g}" for v in d["buildVolumeMm"]) + " mm", d["fitsBuildVolume"])
+    if wall:
+        row("Minimum wall thickness", "n/a" if wall.minimumMm is None else f"{wall.minimumMm:.2f} mm", None)
+        row("5th percentile wall", "n/a" if wall.percentile5Mm is None else f"{wall.percentile5Mm:.2f} mm", None)
+        row(f"Area thinner than {wall.limitMm:g} mm", f"{wall.thinAreaMm2 / 100.0:.2f} cm^2 "
+            f"({wall.thinAreaPercent:.1f} %)", not any("thinner" in r for r in report.reasons))
+    return table

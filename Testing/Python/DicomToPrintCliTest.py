@@ -34,19 +34,33 @@ class DicomToPrintCliTest(unittest.TestCase):
         self.assertRegex(out, r"(?m)^\s+1\* CT\s+80\s+176x176x80\s+0\.5 x 0\.5 x 1\s+DicomToPrint phantom shell$")
         self.assertIn("(* = converted by default; 0 other files skipped)", out)
 
-    def test_convertWritesTheStlAndReport(self):
-        target, report = os.path.join(self.output, "shell.stl"), os.path.join(self.output, "shell.json")
+    def test_convertWritesTheStlReportAndPreview(self):
+        target, report = os.path.join(self.output, "shell.stl"), os.path.join(self.output, "elsewhere.json")
         code, out, err = runCli(testing.phantomSeries("shell"), "-o", target, "--report", report,
-                                "--threshold", 520, 3071, "--target-triangles", 50000)
+                                "--target-triangles", 50000)
         self.assertEqual(code, 0, err)
-        self.assertIn("watertight, 1 part(s)", out)
-        self.assertIn("Threshold 520 to 3071 (manual)", out)
+        self.assertRegex(out, r"Threshold 51\d to 1093: automatic \(ISO-50\), ISO-50: halfway between")
+        self.assertIn("\nPRINTABLE\n", out)
+        self.assertIn("1 part(s) in 2 shell(s)", out)
         self.assertIn("[100.0%] Done", err)
         with open(report) as f:
             summary = json.load(f)
-        self.assertLessEqual(summary["mesh"]["triangles"], 50000)
+        self.assertLessEqual(summary["validation"]["triangles"], 50000)
         self.assertEqual(summary["parameters"]["targetTriangles"], 50000)
-        self.assertTrue(os.path.getsize(target) > 84)
+        self.assertTrue(os.path.isfile(os.path.join(self.output, "shell.png")))
+        self.assertEqual(sorted(os.listdir(self.output)), ["elsewhere.json", "shell.png", "shell.stl"])
+
+    def test_explicitThresholdPresetAndLabelmapRoute(self):
+        target = os.path.join(self.output, "classic.stl")
+        code, out, err = runCli(testing.phantomSeries("shell"), "-o", target, "--threshold", 520, 3071,
+                                "--surface", "labelmap", "--no-preview", "-q")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Threshold 520 to 3071: manual, threshold range given", out)
+        self.assertEqual(sorted(os.listdir(self.output)), ["classic.json", "classic.stl"])
+        code, out, err = runCli(testing.phantomSeries("shell"), "-o", target, "--preset", "CT bone", "--overwrite",
+                                "-q")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Threshold 226 to 1093: preset 'CT bone'", out)
 
     def test_errorsNameTheProblemAndWriteNothing(self):
         empty = testing.temporaryFolder(self)
@@ -60,7 +74,7 @@ class DicomToPrintCliTest(unittest.TestCase):
         code, _, err = runCli(testing.phantomSeries("shell"), "-o", target, "-q")
         self.assertEqual(code, 1)
         self.assertIn("file exists; it is kept (use overwrite to replace it)", err)
-        code, _, err = runCli(testing.phantomSeries("shell"), "-o", target, "--threshold", 600, 500)
+        code, _, err = runCli(testing.phantomSeries("shell"), "-o", target, "--threshold", 600, 500, "--overwrite")
         self.assertEqual(code, 1)
         self.assertIn("minimumThreshold 600.0 is above maximumThreshold 500.0", err)
         code, _, err = runCli(testing.phantomSeries("shell"))

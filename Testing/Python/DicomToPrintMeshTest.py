@@ -73,20 +73,64 @@ class DicomToPrintMeshTest(unittest.TestCase):
         expected = massPropertiesVolume(sphere(10.0)) - massPropertiesVolume(sphere(6.0))
         self.assertAlmostEqual(stats.volumeMm3, expected, delta=1e-6 * expected)
 
-    def test_orientOutwardKeepsTheCavityInward(self):
-        # the whole hollow sphere turned inside out: orientation repair must flip both shells, not inflate it
-        insideOut = reversed_(append(sphere(10.0), reversed_(sphere(6.0))))
-        self.assertLess(validate.signedVolume(insideOut), 0)
-        repaired = mesh.orientOutward(insideOut)
+    def test_orientShellsFacesPartsOutAndCavitiesIn(self):
         expected = massPropertiesVolume(sphere(10.0)) - massPropertiesVolume(sphere(6.0))
-        self.assertAlmostEqual(validate.signedVolume(repaired), expected, delta=1e-6 * expected)
+        # the whole hollow sphere inside out, or only its cavity facing the wrong way: both come out right,
+        # where "auto orient" would turn the cavity outwards and count it as material
+        for broken, flips in ((reversed_(append(sphere(10.0), reversed_(sphere(6.0)))), 2),
+                              (append(sphere(10.0), sphere(6.0)), 1)):
+            repaired, flipped = mesh.orientShells(broken)
+            self.assertEqual(flipped, flips)
+            self.assertAlmostEqual(validate.signedVolume(repaired), expected, delta=1e-6 * expected)
+            report = validate.validateMesh(repaired, computeWallThickness=False)
+            self.assertEqual((report.asDict()["orientation"], report.statistics.parts), ("outward", 1))
+            self.assertEqual(validate.validateMesh(broken, computeWallThickness=False).asDict()["orientation"],
+                             "inconsistent")
 
     def test_removeSmallShellsKeepsTheLargeOnes(self):
         crumbs = append(sphere(10.0), sphere(0.5, center=(30, 0, 0), resolution=8), reversed_(sphere(6.0)))
-        cleaned = mesh.removeSmallShells(crumbs, minimumVolumeMm3=10.0)
+        cleaned, removed = mesh.removeSmallShells(crumbs, minimumVolumeMm3=10.0)
         stats = validate.meshStatistics(cleaned)
-        self.assertEqual((stats.shells, stats.parts), (2, 1))
+        self.assertEqual((removed, stats.shells, stats.parts), (1, 2, 1))
         self.assertLess(cleaned.GetBounds()[1], 10.01)
+
+    def test_duplicateTrianglesAreRemoved(self):
+        s = sphere(resolution=16)
+        triangles, points = validate.trianglesArray(s), validate.pointsArray(s)
+        # a repeat facing the same way, and a fin (the same triangle facing the other way) elsewhere
+        doubled = validate.polyDataFromArrays(points, np.vstack([triangles, triangles[:1], triangles[5:6, ::-1]]))
+        self.assertFalse(mesh.isClosedManifold(doubled))
+        repaired, log = mesh.repair(doubled)
+        self.assertEqual(log.duplicateTriangles, 3)
+        self.assertTrue(mesh.isClosedManifold(repaired))
+        volume = validate.signedVolume(s)
+        self.assertLess(abs(validate.signedVolume(repaired) - volume), 0.02 * volume)
+
+    def test_pinchedVertexIsSplitApart(self):
+        # two tetrahedra touching at one corner: every edge is fine, the shared corner is not
+        points = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0], [0, -1, 0], [0, 0, -1]], float)
+        tetra = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        other = np.array([[0, 4, 5], [0, 6, 4], [0, 5, 6], [4, 6, 5]])
+        pinched = validate.polyDataFromArrays(points, np.vstack([tetra, other]))
+        self.assertTrue(mesh.isClosedManifold(pinched))
+        self.assertEqual(mesh.nonManifoldVertexCount(pinched), 1)
+        split, count = mesh.splitNonManifoldVertices(pinched)
+        self.assertEqual((count, split.GetNumberOfPoints(), mesh.nonManifoldVertexCount(split)), (1, 8, 0))
+        # the copy moved a micrometre into its own tetrahedron, so an STL keeps them apart
+        distance = np.linalg.norm(validate.pointsArray(split)[7])
+        self.assertAlmostEqual(distance, 1e-3, delta=1e-9)
+
+    def test_selfIntersectionsAreFoundAndRemoved(self):
+        overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
+        pairs = validate.selfIntersections(overlapping)
+        self.assertGreater(len(pairs), 0)
+        # every reported pair has one triangle of each sphere
+        firstSphere = overlapping.GetNumberOfPolys() // 2
+        self.assertTrue(np.all((pairs[:, 0] < firstSphere) != (pairs[:, 1] < firstSphere)))
+        self.assertEqual(len(validate.selfIntersections(sphere(10.0, resolution=48))), 0)
+        repaired, found, left = mesh.removeSelfIntersections(overlapping)
+        self.assertEqual((found, left), (len(pairs), 0))
+        self.assertTrue(mesh.isClosedManifold(repaired))
 
     def test_closeDefectsClosesAHole(self):
         s = sphere(resolution=32)
@@ -96,14 +140,14 @@ class DicomToPrintMeshTest(unittest.TestCase):
         closed, found = mesh.closeDefects(opened)
         self.assertTrue(mesh.isClosedManifold(closed))
         self.assertGreater(found, 0)
-        repaired = mesh.orientOutward(closed)
+        repaired, _ = mesh.orientShells(closed)
         self.assertAlmostEqual(validate.signedVolume(repaired), validate.signedVolume(s),
                                delta=0.01 * validate.signedVolume(s))
 
     def test_decimationKeepsTheSolidClosedAndInPlace(self):
-        hollow = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
         before = validate.meshStatistics(hollow)
-        decimated, info = mesh.decimateClosed(hollow, before.triangles // 10)
+        decimated, info, _ = mesh.decimateClosed(hollow, before.triangles // 10)
         after = validate.meshStatistics(decimated)
         self.assertTrue(info["decimated"])
         self.assertLessEqual(after.triangles, before.triangles // 10)
@@ -115,8 +159,33 @@ class DicomToPrintMeshTest(unittest.TestCase):
         radius = np.linalg.norm(points, axis=1)
         self.assertLess(np.minimum(np.abs(radius - 10.0), np.abs(radius - 6.0)).max(), 0.05)
         # nothing to do when the mesh is already small enough
-        same, info = mesh.decimateClosed(hollow, before.triangles + 1)
+        same, info, _ = mesh.decimateClosed(hollow, before.triangles + 1)
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
+
+    def test_wallThicknessAndBuildVolume(self):
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))))
+        thickness = validate.wallThickness(hollow)
+        # from the outer sphere inwards the wall is 4 mm; from the cavity outwards, too (faceting: < 0.05 mm)
+        self.assertLess(np.nanmax(np.abs(thickness - 4.0)), 0.05)
+        report = validate.validateMesh(hollow, buildVolumeMm=(250, 210, 210), wallThicknessLimitMm=1.0)
+        self.assertTrue(report.printable)
+        self.assertEqual(report.wallThickness.thinAreaMm2, 0.0)
+        self.assertAlmostEqual(report.wallThickness.minimumMm, 4.0, delta=0.05)
+        # the same wall against a 5 mm limit: all of it is thin, so not printable; and a printer too small
+        report = validate.validateMesh(hollow, buildVolumeMm=(250, 210, 15), wallThicknessLimitMm=5.0)
+        self.assertFalse(report.printable)
+        self.assertAlmostEqual(report.wallThickness.thinAreaPercent, 100.0, delta=0.01)
+        self.assertEqual(len(report.reasons), 2)
+        self.assertIn("larger than the build volume 250 x 210 x 15 mm", report.reasons[0])
+        self.assertIn("thinner than 5 mm", report.reasons[1])
+        # a box too long for 210 mm one way fits when laid along the 250 mm axis
+        box = vtk.vtkCubeSource()
+        box.SetXLength(20)
+        box.SetYLength(240)
+        box.SetZLength(20)
+        box.Update()
+        closedBox, _ = mesh.repair(box.GetOutput())
+        self.assertTrue(validate.validateMesh(closedBox, computeWallThickness=False).fitsBuildVolume)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import slicer
 import vtk
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, DicomToPrintParameters, sampledata, segment
+from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, DicomToPrintParameters, levels, sampledata, segment
 
 
 class DicomToPrintSegmentTest(unittest.TestCase):
@@ -117,7 +117,19 @@ class DicomToPrintSegmentTest(unittest.TestCase):
             segment.autoThreshold(volume, "MAGIC")
         # a Hounsfield preset on a series without Hounsfield units is refused
         with self.assertRaisesRegex(DicomToPrintError, "MR, which has none"):
-            self.logic.thresholdRange(volume, DicomToPrintParameters(), modality="MR")
+            self.logic.thresholdRange(volume, DicomToPrintParameters(preset="CT bone"), modality="MR")
+
+    def test_iso50IsHalfwayBetweenTheTwoDensestClasses(self):
+        rng = np.random.default_rng(3)
+        # air, soft tissue and bone in proportions like a head CT, with noise
+        values = np.concatenate([np.full(60000, -1000.0), np.full(30000, 40.0), np.full(6000, 1000.0)])
+        values += rng.normal(0.0, 20.0, values.shape)
+        iso = levels.iso50Threshold(values)
+        self.assertAlmostEqual(iso.lowerLevel, 40.0, delta=1.0)
+        self.assertAlmostEqual(iso.upperLevel, 1000.0, delta=1.0)
+        self.assertAlmostEqual(iso.threshold, 520.0, delta=1.0)
+        with self.assertRaisesRegex(ValueError, "single intensity"):
+            levels.iso50Threshold(np.zeros(100))
 
     def voxelIndex(self, volume, lpsPoints):
         """Nearest voxel (i, j, k) of LPS points."""

@@ -5,15 +5,17 @@ import os
 import unittest
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintLogic, dicom
+from DicomToPrintLib import DicomToPrintLogic, dicom, export
 from DicomToPrintLib.validate import pointsArray
 
 SKULL = "ct_skull_phantom_philips"
 # Behind the skull (LPS y beyond 200 mm) the CT shows only the head holder, a separate curved island.
 HOLDER_Y_MM = 200.0
+HOLDER_HU = 300.0  # the holder's plastic reads about 390 HU
 
 
 class DicomToPrintSkullTest(unittest.TestCase):
@@ -33,32 +35,38 @@ class DicomToPrintSkullTest(unittest.TestCase):
         self.assertEqual((series.modality, series.numberOfSlices, series.size), ("CT", 140, (512, 512, 140)))
         self.assertTrue(all("." not in os.path.basename(path) for path in series.files))
 
-    def test_skullIsOneClosedPartWithoutTheHeadHolder(self):
-        report = os.path.join(self.output, "skull.json")
-        result = self.logic.run(self.folder, os.path.join(self.output, "skull.stl"), reportPath=report,
-                                keepNodes=True)
-        self.addCleanup(self.logic.context.removeNode, result.volumeNode)
-        self.addCleanup(self.logic.context.removeNode, result.segmentationNode)
-        mesh = result.mesh
-        self.assertTrue(mesh.watertight)
-        self.assertEqual(mesh.parts, 1)
-        self.assertLessEqual(mesh.triangles, 300000)
-        # the surface encloses the segmented voxels: its volume is theirs within 0.5 %
-        voxelVolume = result.islands["voxels"] * float(np.prod(result.volumeNode.GetSpacing()))
-        self.assertLess(abs(mesh.volumeMm3 - voxelVolume) / voxelVolume, 0.005)
+    def test_skullIsPrintableOnePartWithoutTheHeadHolder(self):
+        result = self.logic.run(self.folder, os.path.join(self.output, "skull.stl"), keepNodes=True)
+        for node in (result.volumeNode, result.segmentationNode, result.reportTableNode):
+            self.addCleanup(self.logic.context.removeNode, node)
+        validation = result.validation
+        self.assertTrue(validation.printable, validation.reasons)
+        self.assertEqual(validation.statistics.parts, 1)
+        self.assertLessEqual(validation.statistics.triangles, 300000)
+        # ISO-50 found the plastic bone and the level it is halfway to (air around and inside this skull)
+        self.assertEqual(result.threshold["source"], "automatic (ISO-50)")
+        self.assertGreater(result.surface["insideLevel"], 650)
+        self.assertLess(result.surface["outsideLevel"], -900)
         # the head holder: bone-dense voxels behind the skull in the CT, none of it in the model
         hu = slicer.util.arrayFromVolume(result.volumeNode)
         ijkToLps = dicom.ijkToLpsMatrix(result.volumeNode)
         rowY = ijkToLps[1, 3] + np.arange(hu.shape[1]) * ijkToLps[1, 1]
-        holderVoxels = int(((hu >= result.threshold["minimum"]) & (rowY[None, :, None] > HOLDER_Y_MM)).sum())
+        holderVoxels = int(((hu >= HOLDER_HU) & (rowY[None, :, None] > HOLDER_Y_MM)).sum())
         self.assertGreater(holderVoxels, 100000)
-        modelY = pointsArray(testing.readStl(result.outputPath))[:, 1]
+        modelY = pointsArray(export.readStl(result.outputPath))[:, 1]
         self.assertLess(modelY.max(), HOLDER_Y_MM)
+        # the model holds the bone the CT shows: its volume is the partial-volume integral of the voxels in and
+        # around the segment, (HU - outside level) / (inside level - outside level), within 3 %
+        segmented = testing.segmentArray(result.segmentationNode, result.segmentId, result.volumeNode)
+        around = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(segmented), [2, 2, 2])) > 0
+        inside, outside = result.surface["insideLevel"], result.surface["outsideLevel"]
+        fractions = np.clip((hu[around] - outside) / (inside - outside), 0.0, 1.0)
+        boneVolume = float(fractions.sum()) * float(np.prod(result.volumeNode.GetSpacing()))
+        self.assertLess(abs(validation.statistics.volumeMm3 - boneVolume) / boneVolume, 0.03)
         # no patient data (the headers say PatientName HEAD, PatientID PLASTIC) in what was written: the text
         # report, and the STL's header (the rest of a binary STL is numbers)
-        self.assertEqual(testing.fileContains(report, ["HEAD", "PLASTIC"]), [])
+        self.assertEqual(testing.fileContains(result.reportPath, ["HEAD", "PLASTIC"]), [])
         self.assertEqual(testing.stlHeader(result.outputPath).rstrip(b"\0"), b"3D Slicer output. SPACE=LPS")
-
 
 if __name__ == "__main__":
     unittest.main()
