@@ -209,6 +209,9 @@ def main(argv=None) -> int:
     except (DicomToPrintError, ValueError) as error:
         print(f"dicomtoprint: error: {error}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("dicomtoprint: error: out of memory; the series is too large for this machine", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, ProcessingCancelled):
         print("dicomtoprint: interrupted; no output was written", file=sys.stderr)
         return 130

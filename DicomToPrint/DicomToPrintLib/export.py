@@ -35,8 +35,11 @@ def checkOutputPath(outputPath: str, overwrite: bool = False) -> str:
         raise DicomToPrintError(f"{outputPath}: is a folder; give a file name for the output")
     if not os.path.isdir(folder):
         raise DicomToPrintError(f"{folder}: output folder does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DicomToPrintError(f"{folder}: output folder is not writable")
+    try:  # really try: permissions alone do not tell (read-only file systems, administrators)
+        probe = tempfile.NamedTemporaryFile(prefix=".dicomtoprint-probe-", dir=folder)
+        probe.close()
+    except OSError as error:
+        raise DicomToPrintError(f"{folder}: output folder is not writable ({error.strerror})") from error
     if os.path.exists(outputPath) and not overwrite:
         raise DicomToPrintError(f"{outputPath}: file exists; it is kept (use overwrite to replace it)")
     return outputPath

@@ -38,6 +38,8 @@ class DicomToPrintParameters:
 
     #: Series to convert: SeriesInstanceUID or number in the listing; empty for the largest CT/MR series.
     series: str = ""
+    #: A missing slice (a gap of two or more spacings): INTERPOLATE from its neighbours, or REFUSE.
+    missingSlices: str = dicom.INTERPOLATE
     #: Threshold: explicit range (either end; the other is the volume's) wins; then a fixed preset in HU
     #: (:data:`.segment.THRESHOLD_PRESETS`, CT only); then the automatic method (default ISO-50).
     minimumThreshold: float | None = None
@@ -89,7 +91,8 @@ class DicomToPrintParameters:
                 and self.minimumThreshold > self.maximumThreshold):
             raise ValueError(f"minimumThreshold {self.minimumThreshold} is above "
                              f"maximumThreshold {self.maximumThreshold}")
-        choices = {"islandsOperation": segment.ISLANDS_OPERATIONS, "smoothingMethod": segment.SMOOTHING_METHODS,
+        choices = {"missingSlices": dicom.MISSING_SLICES, "islandsOperation": segment.ISLANDS_OPERATIONS,
+                   "smoothingMethod": segment.SMOOTHING_METHODS,
                    "surfacePlacement": surface.SURFACE_PLACEMENTS,
                    "conversionMethod": tuple(surface.CONVERSION_METHODS), "coordinateSystem": export.COORDINATE_SYSTEMS}
         for name, allowed in choices.items():
@@ -196,9 +199,10 @@ class DicomToPrintLogic:
         """Scan a folder for DICOM series (headers only). See :func:`.dicom.findSeries`."""
         return dicom.findSeries(inputDicomFolder, progressCallback)
 
-    def loadSeries(self, series: dicom.DicomSeries, progressCallback=None) -> dicom.LoadedVolume:
-        """Load a series into a volume node. See :func:`.dicom.loadSeries`."""
-        return dicom.loadSeries(series, self.context, progressCallback=progressCallback)
+    def loadSeries(self, series: dicom.DicomSeries, progressCallback=None,
+                   missingSlices: str = dicom.INTERPOLATE) -> dicom.LoadedVolume:
+        """Load a series into a volume node, regularized if needed. See :func:`.dicom.loadSeries`."""
+        return dicom.loadSeries(series, self.context, progressCallback=progressCallback, missingSlices=missingSlices)
 
     def thresholdRange(self, volumeNode, parameters: DicomToPrintParameters, modality: str = "CT") -> dict:
         """The threshold range the parameters ask for on this volume, where it came from and why."""
@@ -238,9 +242,14 @@ class DicomToPrintLogic:
         with segment.SegmentEditor(self.context, segmentationNode, volumeNode) as editor:
             segmentId = editor.addSegment(segmentName)
             editor.threshold(segmentId, threshold["minimum"], threshold["maximum"])
-            segment.requireNonEmpty(segmentationNode, segmentId,
-                                    f"thresholding at {threshold['minimum']:g} to {threshold['maximum']:g} "
-                                    "(the threshold selects nothing)")
+            selected = segment.requireNonEmpty(segmentationNode, segmentId,
+                                               f"thresholding at {threshold['minimum']:g} to "
+                                               f"{threshold['maximum']:g} (the threshold selects nothing)")
+            dims = volumeNode.GetImageData().GetDimensions()
+            if selected >= 0.98 * dims[0] * dims[1] * dims[2]:
+                raise DicomToPrintError(f"The threshold {threshold['minimum']:g} to {threshold['maximum']:g} selects "
+                                        f"{100.0 * selected / (dims[0] * dims[1] * dims[2]):.0f} % of the volume: "
+                                        "the model would be the scan's box; give a narrower threshold")
             islands = editor.islands(segmentId, parameters.islandsOperation,
                                      minimumSizeMm3=parameters.islandsMinimumSizeMm3)
             segment.requireNonEmpty(segmentationNode, segmentId, "removing islands smaller than "
@@ -341,11 +350,14 @@ class DicomToPrintLogic:
                 t = begin("find", "Finding DICOM series")
                 scan = self.findSeries(inputDicomFolder, progress("find"))
                 series = scan.selectSeries(parameters.series or None)
+                seriesReport = {**series.summary(), "selection": scan.selectionRule(parameters.series or None),
+                                "filesSkipped": dict(scan.skipped)}
                 timings["find"] = time.perf_counter() - t
-                logger.info("Series: %s (%d files skipped)", series.summary(), scan.skippedFiles)
+                logger.info("Series: %s", seriesReport)
 
                 t = begin("load", f"Loading {series.numberOfSlices} slices")
-                loaded = self.loadSeries(series, progress("load"))
+                loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
+                seriesReport["geometry"] = loaded.geometry
                 nodes.append(loaded.volumeNode)
                 warnings.extend(loaded.warnings)
                 timings["load"] = time.perf_counter() - t
@@ -393,7 +405,7 @@ class DicomToPrintLogic:
             timings["report"] = time.perf_counter() - t
             timings["total"] = sum(timings.values())
             result = DicomToPrintResult(
-                outputPath=outputPath, reportPath=None, previewPath=previewPath, series=series.summary(),
+                outputPath=outputPath, reportPath=None, previewPath=previewPath, series=seriesReport,
                 threshold=threshold, islands=islands, surface=surfaceInfo, decimation=decimation,
                 repair={"surface": repairLog.asDict(), "decimated": decimationLog.asDict()},
                 mesh=report.statistics, validation=report, timings=timings, warnings=warnings,

@@ -272,11 +272,35 @@ def renderPhantom(phantom: Phantom, geometry: VolumeGeometry, noiseHu: float = 2
     return hu
 
 
+def _dataset(sopClass: str, modality: str, patient: dict, uids: tuple[str, str, str], description: str):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sopClass
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sopClass, meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    for keyword, value in patient.items():
+        setattr(ds, keyword, value)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uids
+    ds.SeriesNumber = 3
+    ds.SeriesDescription = description
+    return ds
+
+
+def _setPixelModule(ds, rows: int, columns: int, signed: bool) -> None:
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1 if signed else 0
+
+
 def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str, modality: str = "CT",
                      seriesDescription: str = "DicomToPrint phantom", patient: dict | None = None,
                      shuffle: bool = True, seed: int = 1, rescaleSlope: float = 1.0,
-                     rescaleIntercept: float = -1024.0, signed: bool = False) -> list[str]:
-    """Write a volume as a single-frame DICOM series, one file per slice.
+                     rescaleIntercept: float = -1024.0, signed: bool = False, keepSlices=None,
+                     multiFrame: bool = False) -> list[str]:
+    """Write a volume as a DICOM series: one file per slice, or one enhanced multi-frame file.
 
     :param hu: values, shape (slices, rows, columns); stored as round((hu - intercept) / slope).
     :param geometry: grid of the volume; each slice's position and the orientation go into the headers.
@@ -285,54 +309,82 @@ def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str
     :param patient: identifiers to write (default :data:`SYNTHETIC_PATIENT`).
     :param shuffle: write the files in random order with extension-less random names, as PACS exports do.
     :param signed: store as signed 16 bit (PixelRepresentation 1) instead of unsigned.
-    :return: the written file paths in slice order.
+    :param keepSlices: indices of the slices to write (default all): leaving some out makes uneven spacing or
+        missing slices.
+    :param multiFrame: write one Enhanced CT / Enhanced MR file holding every slice as a frame.
+    :return: the written file paths in slice order (one path for a multi-frame file).
     """
     os.makedirs(outputFolder, exist_ok=True)
     patient = SYNTHETIC_PATIENT if patient is None else patient
-    nK = hu.shape[0]
+    slices = list(range(hu.shape[0])) if keepSlices is None else [int(k) for k in keepSlices]
     rng = np.random.default_rng(seed)
     stored = np.round((hu - rescaleIntercept) / rescaleSlope)
     dtype = np.int16 if signed else np.uint16
     info = np.iinfo(dtype)
     stored = np.clip(stored, info.min, info.max).astype(dtype)
-    studyUid, seriesUid, frameUid = generate_uid(), generate_uid(), generate_uid()
-    sopClass = CTImageStorage if modality == "CT" else MRImageStorage
-    names = [f"{n:08X}" for n in rng.choice(16**8, size=nK, replace=False)] if shuffle else \
-        [f"IM{k:05d}.dcm" for k in range(nK)]
-    order = rng.permutation(nK) if shuffle else np.arange(nK)
+    uids = (generate_uid(), generate_uid(), generate_uid())
     rowDirection, columnDirection = geometry.direction[:, 0], geometry.direction[:, 1]
+    orientation = [round(float(v), 8) for v in (*rowDirection, *columnDirection)]
     sliceStep = geometry.direction[:, 2] * geometry.spacing[2]
-    paths = [""] * nK
-    for fileIndex, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sopClass
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = sopClass, meta.MediaStorageSOPInstanceUID
-        ds.Modality = modality
-        for keyword, value in patient.items():
-            setattr(ds, keyword, value)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = studyUid, seriesUid, frameUid
-        ds.SeriesNumber, ds.InstanceNumber = 3, int(k) + 1
-        ds.SeriesDescription = seriesDescription
-        ds.ImageOrientationPatient = [round(float(v), 8) for v in (*rowDirection, *columnDirection)]
-        position = geometry.origin + k * sliceStep
-        ds.ImagePositionPatient = [round(float(v), 6) for v in position]
-        ds.SliceLocation = round(float(position @ np.cross(rowDirection, columnDirection)), 6)
-        ds.PixelSpacing = [float(geometry.spacing[1]), float(geometry.spacing[0])]  # row spacing, column spacing
+    pixelSpacing = [float(geometry.spacing[1]), float(geometry.spacing[0])]  # row spacing, column spacing
+
+    def position(k):
+        return [round(float(v), 6) for v in geometry.origin + k * sliceStep]
+
+    if multiFrame:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        sopClass = "1.2.840.10008.5.1.4.1.1.2.1" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4.1"
+        ds = _dataset(sopClass, modality, patient, uids, seriesDescription)
+        ds.InstanceNumber, ds.NumberOfFrames = 1, len(slices)
+        _setPixelModule(ds, int(hu.shape[1]), int(hu.shape[2]), signed)
+        measures, plane, transform = Dataset(), Dataset(), Dataset()
+        measures.PixelSpacing, measures.SliceThickness = pixelSpacing, float(geometry.spacing[2])
+        plane.ImageOrientationPatient = orientation
+        transform.RescaleIntercept, transform.RescaleSlope = rescaleIntercept, rescaleSlope
+        transform.RescaleType = "HU" if modality == "CT" else "US"
+        shared = Dataset()
+        shared.PixelMeasuresSequence = Sequence([measures])
+        shared.PlaneOrientationSequence = Sequence([plane])
+        shared.PixelValueTransformationSequence = Sequence([transform])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        frames = []
+        for number, k in enumerate(slices):
+            group, framePosition, content = Dataset(), Dataset(), Dataset()
+            framePosition.ImagePositionPatient = position(k)
+            content.InStackPositionNumber = number + 1
+            group.PlanePositionSequence = Sequence([framePosition])
+            group.FrameContentSequence = Sequence([content])
+            frames.append(group)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+        ds.PixelData = stored[slices].tobytes()
+        path = os.path.join(outputFolder, "ENHANCED" if shuffle else "enhanced.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        return [path]
+
+    sopClass = CTImageStorage if modality == "CT" else MRImageStorage
+    names = [f"{n:08X}" for n in rng.choice(16**8, size=len(slices), replace=False)] if shuffle else \
+        [f"IM{k:05d}.dcm" for k in range(len(slices))]
+    order = rng.permutation(len(slices)) if shuffle else np.arange(len(slices))
+    paths = [""] * len(slices)
+    for fileIndex, index in enumerate(order):
+        k = slices[index]
+        ds = _dataset(sopClass, modality, patient, uids, seriesDescription)
+        ds.InstanceNumber = int(index) + 1
+        ds.ImageOrientationPatient = orientation
+        ds.ImagePositionPatient = position(k)
+        ds.SliceLocation = round(float(np.dot(position(k), np.cross(rowDirection, columnDirection))), 6)
+        ds.PixelSpacing = pixelSpacing
         ds.SliceThickness = float(geometry.spacing[2])
-        ds.Rows, ds.Columns = int(hu.shape[1]), int(hu.shape[2])
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 1 if signed else 0
+        _setPixelModule(ds, int(hu.shape[1]), int(hu.shape[2]), signed)
         ds.RescaleIntercept, ds.RescaleSlope = rescaleIntercept, rescaleSlope
         if modality == "CT":
             ds.RescaleType = "HU"
         ds.PixelData = stored[k].tobytes()
         path = os.path.join(outputFolder, names[fileIndex])
         ds.save_as(path, enforce_file_format=True)
-        paths[k] = path
+        paths[index] = path
     return paths
 
 

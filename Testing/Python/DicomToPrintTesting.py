@@ -117,3 +117,45 @@ def segmentArray(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
     labelValue = segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue()
     full[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = values == labelValue
     return full
+
+
+def transcode(sourceFolder: str, targetFolder: str, transferSyntax) -> list[str]:
+    """Copy a single-frame series into a compressed transfer syntax (lossless: the pixels stay the same).
+
+    RLE, JPEG-LS and JPEG 2000 through pydicom's encoders (pylibjpeg, pyjpegls); JPEG Lossless (process 14), which
+    pydicom cannot write, through ITK's GDCM (SimpleITK), keeping the original header.
+    """
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.uid import JPEGLosslessSV1
+
+    os.makedirs(targetFolder, exist_ok=True)
+    written = []
+    for name in sorted(os.listdir(sourceFolder)):
+        source, target = os.path.join(sourceFolder, name), os.path.join(targetFolder, name)
+        ds = pydicom.dcmread(source)
+        if transferSyntax == JPEGLosslessSV1:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(source)
+            reader.LoadPrivateTagsOn()
+            reader.ReadImageInformation()
+            # ITK writes (value - intercept) / slope: give it the rescaled values so the stored ones come back
+            rescaled = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+            image = sitk.GetImageFromArray(rescaled[None].astype(np.int16))
+            for key in reader.GetMetaDataKeys():
+                image.SetMetaData(key, reader.GetMetaData(key))
+            image.SetSpacing(reader.GetSpacing())
+            image.SetOrigin(reader.GetOrigin())
+            image.SetDirection(reader.GetDirection())
+            writer = sitk.ImageFileWriter()
+            writer.SetImageIO("GDCMImageIO")  # the file names have no extension to tell it
+            writer.KeepOriginalImageUIDOn()
+            writer.SetUseCompression(True)
+            writer.SetCompressor("JPEG")
+            writer.SetFileName(target)
+            writer.Execute(image)
+        else:
+            ds.compress(transferSyntax)
+            ds.save_as(target)
+        written.append(target)
+    return written
