@@ -3,9 +3,13 @@
     dicomtoprint INPUT_DIR -o OUT.stl [options]     convert (progress on stderr, summary on stdout)
     dicomtoprint INPUT_DIR --list-series             list the series found, numbered for --series
     dicomtoprint sample OUTPUT_DIR [--phantom NAME]  write a synthetic CT series to try it on
+    dicomtoprint reproduce REPORT.json INPUT_DIR -o OUT.stl
+                                                     make a model again from its report, and check that the
+                                                     input and the STL are the same as recorded
 
-Exit status: 0 only when the STL was written; 1 for a problem with the input, the settings or the output
-(the message names the file and the problem); 2 for a usage error; 130 when interrupted.
+Exit status: 0 only when the STL was written (for reproduce: and it matches the recorded one); 1 for a problem
+with the input, the settings or the output (the message names the file and the problem); 2 for a usage error;
+4 when reproduce made an STL that differs from the recorded one, or from different input; 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 
 from . import export, sampledata, segment, surface
 from .logic import AUTO_THRESHOLD_METHODS, DicomToPrintLogic, DicomToPrintParameters, __version__
-from .runtime import DicomToPrintError, ProcessingCancelled
+from .runtime import DicomToPrintError, ProcessingCancelled, setThreads
 
 _ISLANDS = {"keep-largest": segment.KEEP_LARGEST_ISLAND, "remove-small": segment.REMOVE_SMALL_ISLANDS,
             "none": segment.ISLANDS_NONE}
@@ -34,7 +38,8 @@ def _convertParser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomtoprint",
         description="Turn a CT or MR DICOM series into a watertight, print-ready STL with 3D Slicer's libraries.",
-        epilog="Other commands: 'dicomtoprint sample OUTPUT_DIR' writes a synthetic CT series to try.")
+        epilog="Other commands: 'dicomtoprint sample OUTPUT_DIR' writes a synthetic CT series to try; "
+               "'dicomtoprint reproduce REPORT.json INPUT_DIR -o OUT.stl' makes a model again from its report.")
     parser.add_argument("input", metavar="INPUT_DIR", help="folder with the DICOM files (searched recursively)")
     parser.add_argument("-o", "--output", metavar="OUT.stl", help="STL file to write")
     parser.add_argument("--version", action="version", version=f"dicomtoprint {__version__}")
@@ -89,6 +94,8 @@ def _convertParser() -> argparse.ArgumentParser:
     group.add_argument("--report", metavar="OUT.json",
                        help="the JSON report (default: beside the STL, same name with .json)")
     group.add_argument("--no-preview", action="store_true", help="do not write the PNG preview beside the STL")
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="threads for VTK and ITK (default: their own choice); the output does not depend on it")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     group.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
@@ -163,12 +170,19 @@ def _convert(argv) -> int:
     if not args.output:
         parser.error("the output file is required: -o OUT.stl")
     parameters = _parameters(args)
+    if args.threads:
+        setThreads(args.threads)
     progress = _Progress(not args.quiet)
     try:
         result = DicomToPrintLogic().run(args.input, args.output, parameters, reportPath=args.report,
                                          progressCallback=progress)
     finally:
         progress.finish()
+    _printResult(result)
+    return 0
+
+
+def _printResult(result) -> None:
     print(f"Wrote {result.outputPath} ({result.mesh.triangles} triangles, {result.timings['total']:.1f} s)")
     print(f"Threshold {result.threshold['minimum']:g} to {result.threshold['maximum']:g}: "
           f"{result.threshold['source']}, {result.threshold['reason']}")
@@ -177,7 +191,48 @@ def _convert(argv) -> int:
     for warning in result.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     print(f"Report: {result.reportPath}" + (f", preview: {result.previewPath}" if result.previewPath else ""))
-    return 0
+
+
+def _reproduce(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dicomtoprint reproduce",
+        description="Make a model again from the JSON report of an earlier run: the same settings, then check that "
+                    "the input is the same data (fingerprint) and the new STL the same bytes (SHA-256).")
+    parser.add_argument("report", metavar="REPORT.json", help="the report written beside the earlier STL")
+    parser.add_argument("input", metavar="INPUT_DIR", help="folder with the DICOM files")
+    parser.add_argument("-o", "--output", metavar="OUT.stl", required=True, help="STL file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--threads", type=int, metavar="N", help="threads for VTK and ITK")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.report, encoding="utf-8") as f:
+            recorded = json.load(f)
+        provenance, values = recorded["provenance"], dict(recorded["parameters"])
+        recordedStl = provenance["outputSha256"][os.path.basename(recorded["output"]["stl"])]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DicomToPrintError(f"{args.report}: not a DicomToPrint report "
+                                f"({type(error).__name__}: {error})") from error
+    values["overwrite"] = args.overwrite
+    parameters = DicomToPrintParameters.fromDict(values)
+    if args.threads:
+        setThreads(args.threads)
+    progress = _Progress(not args.quiet)
+    try:
+        result = DicomToPrintLogic().run(args.input, args.output, parameters, progressCallback=progress)
+    finally:
+        progress.finish()
+    _printResult(result)
+    recordedVersion = recorded.get("software", {}).get("dicomtoprint")
+    if recordedVersion != __version__:
+        print(f"Note: the report was made by dicomtoprint {recordedVersion}; this is {__version__}")
+    sameInput = result.inputFingerprint == provenance["inputFingerprint"]
+    sameStl = result.outputSha256[os.path.basename(result.outputPath)] == recordedStl
+    print("Input: " + ("the same data as recorded (fingerprint matches)" if sameInput else
+                       "DIFFERENT data from the recorded input (fingerprint differs)"))
+    print("STL: " + ("identical to the recorded one (SHA-256 matches)" if sameStl else
+                     "DIFFERS from the recorded one (SHA-256 differs)"))
+    return 0 if sameInput and sameStl else 4
 
 
 def _sample(argv) -> int:
@@ -205,6 +260,8 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["sample"]:
             return _sample(argv[1:])
+        if argv[:1] == ["reproduce"]:
+            return _reproduce(argv[1:])
         return _convert(argv)
     except (DicomToPrintError, ValueError) as error:
         print(f"dicomtoprint: error: {error}", file=sys.stderr)

@@ -570,6 +570,20 @@ def _setVolume(volumeNode, voxels: np.ndarray, ijkToLps: np.ndarray) -> None:
     volumeNode.SetIJKToRASMatrix(matrix)
 
 
+def fingerprint(volumeNode) -> str:
+    """SHA-256 of the loaded voxels and their geometry: identifies the data, says nothing of the patient (no
+    UIDs, names or dates go in), and is the same however the files were named or ordered on disk."""
+    import hashlib
+
+    image = volumeNode.GetImageData()
+    values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    digest = hashlib.sha256()
+    digest.update(f"{image.GetDimensions()}|{values.dtype.str}|".encode())
+    digest.update(np.round(ijkToLpsMatrix(volumeNode), 6).astype("<f8").tobytes())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
 def memoryLimitBytes() -> int:
     """The most memory a volume may need: 60 % of this machine's physical memory."""
     try:

@@ -208,3 +208,14 @@ def readStl(path: str) -> vtk.vtkPolyData:
     output = vtk.vtkPolyData()
     output.ShallowCopy(reader.GetOutput())
     return output
+
+
+def sha256(path: str) -> str:
+    """SHA-256 of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -21,7 +21,7 @@ from .runtime import (
     checkChoice,
     logger,
     reportProgress,
-    slicerVersion,
+    softwareVersions,
 )
 from .validate import BUILD_VOLUME_MM, MeshStatistics, ValidationReport, meshStatistics, reportTableNode, validateMesh
 
@@ -151,6 +151,8 @@ class DicomToPrintResult:
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
+    inputFingerprint: str = ""
+    outputSha256: dict = field(default_factory=dict)
     volumeNode: object = None
     segmentationNode: object = None
     reportTableNode: object = None
@@ -159,7 +161,13 @@ class DicomToPrintResult:
     def asDict(self) -> dict:
         """JSON-ready report (no nodes, no patient data)."""
         return {
-            "software": {"dicomtoprint": __version__, "slicer": slicerVersion()},
+            "software": softwareVersions(),
+            "provenance": {
+                "inputFingerprint": self.inputFingerprint,
+                "inputFingerprintMethod": "SHA-256 of the loaded voxel values (as stored in the volume), their type "
+                                          "and dimensions, and the voxel-to-LPS matrix rounded to 1e-6 mm",
+                "outputSha256": dict(self.outputSha256),
+            },
             "output": {"stl": self.outputPath, "report": self.reportPath, "preview": self.previewPath,
                        "coordinateSystem": self.parameters.get("coordinateSystem"),
                        "units": "mm" if self.parameters.get("sizeScale", 1.0) == 1.0 else
@@ -358,6 +366,7 @@ class DicomToPrintLogic:
                 t = begin("load", f"Loading {series.numberOfSlices} slices")
                 loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
                 seriesReport["geometry"] = loaded.geometry
+                inputFingerprint = dicom.fingerprint(loaded.volumeNode)
                 nodes.append(loaded.volumeNode)
                 warnings.extend(loaded.warnings)
                 timings["load"] = time.perf_counter() - t
@@ -409,7 +418,9 @@ class DicomToPrintLogic:
                 threshold=threshold, islands=islands, surface=surfaceInfo, decimation=decimation,
                 repair={"surface": repairLog.asDict(), "decimated": decimationLog.asDict()},
                 mesh=report.statistics, validation=report, timings=timings, warnings=warnings,
-                parameters=parameters.asDict(), segmentId=segmentId)
+                parameters=parameters.asDict(), segmentId=segmentId, inputFingerprint=inputFingerprint,
+                outputSha256={os.path.basename(path): export.sha256(path) for path in (outputPath, previewPath)
+                              if path})
             result.reportPath = export.writeJson(result.asDict(), reportPath, overwrite=parameters.overwrite)
             reportProgress(progressCallback, "Done", 100.0)
             if keepNodes:

@@ -41,6 +41,44 @@ def slicerVersion() -> str:
         return "slicer-core (unknown version)"
 
 
+def softwareVersions() -> dict:
+    """Versions of everything that shapes the output, for the report (ISO 13485 traceability)."""
+    import platform
+
+    import numpy
+    import pydicom
+    import SimpleITK
+
+    from .logic import __version__
+    return {
+        "dicomtoprint": __version__,
+        "slicer": slicerVersion(),
+        "vtk": vtk.vtkVersion.GetVTKVersion(),
+        "itk (SimpleITK)": SimpleITK.Version.ITKVersionString(),
+        "simpleitk": SimpleITK.Version.VersionString(),
+        "pydicom": pydicom.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def setThreads(count: int) -> None:
+    """Use ``count`` threads in VTK (its STDThread backend) and ITK (SimpleITK's now; the ITK inside Slicer's
+    libraries reads ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when it first starts threads). The output does not
+    depend on it: the test suite compares the bytes of STLs made with 1 and 2 threads."""
+    import os
+
+    import SimpleITK
+
+    if count < 1:
+        raise ValueError(f"Thread count must be at least 1 (got {count})")
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(count)
+    SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+    smp = vtk.vtkSMPTools()
+    smp.SetBackend("STDThread")
+    smp.Initialize(count)
+
+
 class SlicerContext:
     """A scene and the Slicer logics that the pipeline's steps use on it.
 
