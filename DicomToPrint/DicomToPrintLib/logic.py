@@ -306,9 +306,18 @@ class DicomToPrintLogic:
     def statistics(self, polyData) -> MeshStatistics:
         return meshStatistics(polyData)
 
-    def reportTable(self, report: ValidationReport, name: str = "DicomToPrint validation"):
-        """The validation report as a vtkMRMLTableNode in the scene."""
-        return reportTableNode(report, self.context.scene, name)
+    def reportTable(self, report: ValidationReport, name: str = "DicomToPrint validation",
+                    result: DicomToPrintResult | None = None):
+        """The validation report as a vtkMRMLTableNode in the scene; with a run's result, its provenance too
+        (software, input fingerprint, threshold, output hashes), so that it is saved with the scene."""
+        provenance = {}
+        if result is not None:
+            provenance = {"Threshold": f"{result.threshold['minimum']:g} to {result.threshold['maximum']:g} "
+                                       f"({result.threshold['source']})",
+                          "Input fingerprint (SHA-256)": result.inputFingerprint}
+            provenance.update({f"SHA-256 {name_}": value for name_, value in result.outputSha256.items()})
+            provenance.update({f"Software: {k}": v for k, v in softwareVersions().items()})
+        return reportTableNode(report, self.context.scene, name, provenance)
 
     def exportStl(self, segmentationNode, segmentIds: list[str], outputStlPath: str,
                   parameters: DicomToPrintParameters) -> str:
@@ -425,7 +434,7 @@ class DicomToPrintLogic:
             reportProgress(progressCallback, "Done", 100.0)
             if keepNodes:
                 result.volumeNode, result.segmentationNode = nodes
-                result.reportTableNode = self.reportTable(report)
+                result.reportTableNode = self.reportTable(report, result=result)
             succeeded = True
             return result
         finally:

@@ -467,8 +467,12 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
                             [float(v) for v in buildVolumeMm], fits, wall, not reasons, reasons, warnings, thickness)
 
 
-def reportTableNode(report: ValidationReport, scene, name: str = "DicomToPrint validation"):
-    """The report as a vtkMRMLTableNode (Check, Value, Result) in the scene."""
+def reportTableNode(report: ValidationReport, scene, name: str = "DicomToPrint validation",
+                    provenance: dict | None = None):
+    """The report as a vtkMRMLTableNode (Check, Value, Result) in the scene, where it is saved with the scene.
+
+    :param provenance: rows to add after the checks (e.g. software versions, input fingerprint, output hashes).
+    """
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     columns = []
     for title in ("Check", "Value", "Result"):
@@ -501,4 +505,6 @@ def reportTableNode(report: ValidationReport, scene, name: str = "DicomToPrint v
         row("5th percentile wall", "n/a" if wall.percentile5Mm is None else f"{wall.percentile5Mm:.2f} mm", None)
         row(f"Area thinner than {wall.limitMm:g} mm", f"{wall.thinAreaMm2 / 100.0:.2f} cm^2 "
             f"({wall.thinAreaPercent:.1f} %)", not any("thinner" in r for r in report.reasons))
+    for key, value in (provenance or {}).items():
+        row(key, value, None)
     return table

@@ -141,7 +141,10 @@ class DicomToPrintPipelineTest(unittest.TestCase):
         table = result.reportTableNode
         self.assertEqual(table.GetCellText(0, 0), "Printable")
         self.assertEqual(table.GetCellText(0, 2), "pass")
-        self.assertEqual(table.GetNumberOfRows(), 13)
+        # 13 checks, then the provenance: threshold, input fingerprint, the two file hashes, 8 software versions
+        self.assertEqual(table.GetNumberOfRows(), 13 + 2 + 2 + 8)
+        self.assertEqual(table.GetCellText(14, 0), "Input fingerprint (SHA-256)")
+        self.assertEqual(table.GetCellText(14, 1), result.inputFingerprint)
 
     def test_noPatientDataInTheOutputs(self):
         result, _ = self.run_("shell", writePreview=True)
