@@ -1,9 +1,11 @@
 """The module panel, checked without the Slicer application: its .ui, its parameter node against the library's
-settings (DicomToPrint.py is read, not imported: it needs Qt), and the GUI-free display helpers on a real MRML
-scene. The panel itself is driven inside Slicer by DicomToPrintTest."""
+settings (DicomToPrint.py is read, not imported: it needs Qt), the GUI-free display helpers on a real MRML
+scene, and the README's console example. The panel itself is driven inside Slicer by DicomToPrintTest."""
 
 import ast
+import contextlib
 import dataclasses
+import io
 import os
 import re
 import sys
@@ -588,6 +590,32 @@ class DicomToPrintModuleTest(unittest.TestCase):
         self.assertEqual(display.seriesLabel(entry), "2: CT Head 0.6 mm (212 slices, 512 x 512 x 212, "
                                                      "0.45 x 0.45 x ? mm)")
         self.assertEqual(display.seriesLabel({"number": 1, "modality": "MR", "slices": 1}), "1: MR (1 slices)")
+
+    # -- the README --------------------------------------------------------------------------------------------------
+    def test_readmeConsoleExampleRuns(self):
+        readme = read(os.path.join(ROOT, "README.md"))
+        section = re.search(r"^## In Slicer\n(.*?)(?=^## )", readme, re.S | re.M).group(1)
+        blocks = re.findall(r"```python\n(.*?)\n```", section, re.S)
+        self.assertEqual(len(blocks), 1, "one console example in the In Slicer section")
+        code = blocks[0]
+        self.assertIn('"/data/CT"', code)
+        self.assertIn('"/tmp/model.stl"', code)
+        folder = testing.phantomSeries("shell", shape=(60, 60, 30), spacing=(1.2, 1.2, 2.0))
+        outputPath = os.path.join(testing.temporaryFolder(self), "model.stl")
+        code = code.replace('"/data/CT"', repr(folder)).replace('"/tmp/model.stl"', repr(outputPath))
+        printed = io.StringIO()
+        namespace = {}
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README.md (In Slicer)", "exec"), namespace)  # noqa: S102
+        self.assertTrue(os.path.isfile(outputPath))
+        self.assertEqual(testing.stlHeader(outputPath).rstrip(b"\0"), b"3D Slicer output. SPACE=LPS")
+        result = namespace["result"]
+        self.assertTrue(result.validation.printable, result.validation.reasons)
+        self.assertLessEqual(result.mesh.triangles, 20000)
+        self.assertIsNotNone(result.segmentationNode, "keepNodes leaves the nodes in the scene")
+        lines = printed.getvalue().splitlines()
+        self.assertEqual(lines[0], "1 CT DicomToPrint phantom shell 30 slices")
+        self.assertEqual(lines[-1], f"printable {result.mesh.triangles}")
 
 
 if __name__ == "__main__":
