@@ -255,6 +255,44 @@ def _sample(argv) -> int:
     return 0
 
 
+def _batch(argv) -> int:
+    from . import batch  # only this command needs it
+
+    parser = argparse.ArgumentParser(
+        prog="dicomtoprint batch",
+        description="Convert every image series under INPUT_ROOT with the same settings: one STL (with its JSON "
+                    "report and PNG preview) per series in OUTPUT_ROOT, named series-<id> (no patient data), and "
+                    "OUTPUT_ROOT/summary.csv. Run it again to convert what failed or was not reached; finished "
+                    "series are skipped.",
+        epilog="Exit status: 0 when every series is done or skipped, 1 when any failed (the summary says which), "
+               "2 for a usage error, 130 when interrupted (the summary lists what finished).")
+    parser.add_argument("input", metavar="INPUT_ROOT", help="folder searched recursively for DICOM series")
+    parser.add_argument("output", metavar="OUTPUT_ROOT", help="folder for the models and summary.csv (created)")
+    parser.add_argument("--config", metavar="SETTINGS.json",
+                        help='settings for every series, e.g. {"targetTriangles": 100000, "preset": "CT bone"} '
+                             "(names as in DicomToPrintParameters; default: the defaults)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="local worker processes (default: one per core, at most one per series)")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask distributed scheduler instead (needs pip install \".[batch]\")")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    parameters = batch.loadSettings(args.config) if args.config else DicomToPrintParameters()
+    try:
+        summary = batch.runBatch(args.input, args.output, parameters, workers=args.workers,
+                                 schedulerAddress=args.scheduler)
+    except KeyboardInterrupt:
+        print(f"dicomtoprint batch: interrupted; {os.path.join(args.output, batch.SUMMARY_NAME)} lists the series "
+              "that finished; run the same command again to go on", file=sys.stderr)
+        return 130
+    counts = summary.counts
+    print(f"{len(summary.rows)} series: {counts[batch.DONE]} done, {counts[batch.SKIPPED]} skipped, "
+          f"{counts[batch.FAILED]} failed; summary: {summary.summaryPath}")
+    return 1 if summary.failed else 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -262,6 +300,8 @@ def main(argv=None) -> int:
             return _sample(argv[1:])
         if argv[:1] == ["reproduce"]:
             return _reproduce(argv[1:])
+        if argv[:1] == ["batch"]:
+            return _batch(argv[1:])
         return _convert(argv)
     except (DicomToPrintError, ValueError) as error:
         print(f"dicomtoprint: error: {error}", file=sys.stderr)
