@@ -30,6 +30,19 @@ import numpy as np
 import SimpleITK as sitk
 
 
+def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Volume of {u in [0,1]^3 : m . u < c}, for rows of m (N, 3) and c (N,): the fraction of a voxel on the
+    inside of a plane, by inclusion-exclusion over the cube's corners."""
+    c = c - np.where(m < 0, m, 0.0).sum(axis=1)  # mirror axes so that every m_i >= 0
+    m = np.abs(m)
+    m = np.maximum(m, 1e-4 * m.max(axis=1, keepdims=True))  # an axis parallel to the plane: tilt it negligibly
+    total = np.zeros(len(c))
+    for corner in np.ndindex(2, 2, 2):
+        sign = -1.0 if sum(corner) % 2 else 1.0
+        total += sign * np.maximum(c - m @ np.array(corner, float), 0.0) ** 3
+    return np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0)
+
+
 @dataclass
 class Iso50Levels:
     """The global ISO-50 threshold and the levels it is halfway between."""

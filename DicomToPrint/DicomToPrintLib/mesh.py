@@ -147,6 +147,8 @@ def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData,
     """
     found = None
     for _ in range(maximumIterations):
+        # hole filling can close a hole with a fin (a triangle and its mirror image): take those out first
+        polyData, _ = removeDuplicateTriangles(polyData)
         triangles = trianglesArray(polyData)
         use = edgeUse(triangles)
         if found is None:
@@ -328,26 +330,29 @@ class RepairLog:
 def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False) -> tuple[vtk.vtkPolyData, RepairLog]:
     """Make a closed, manifold, outward-facing triangle mesh.
 
-    In order: triangles only and coincident points merged; duplicate triangles removed; crumbs removed (shells
-    under ``minimumShellVolumeMm3``); open and non-manifold edges cut out and re-closed; degenerate triangles
-    cut out and re-closed; for the final mesh, triangles crossing each other cut out and re-closed; each shell
-    oriented by its nesting; for the final mesh, pinched vertices split.
+    Always: triangles only and coincident points merged; crumbs removed (shells under ``minimumShellVolumeMm3``);
+    open and non-manifold edges cut out and re-closed. That is all decimation needs. For the ``final`` mesh, the
+    one that is written, also: duplicate triangles removed; degenerate triangles and triangles crossing each
+    other cut out and re-closed; each shell oriented by its nesting; pinched vertices split.
 
     :param polyData: mesh from the closed-surface conversion or from :func:`decimate`.
     :param minimumShellVolumeMm3: remove shells enclosing less (see :func:`removeSmallShells`).
-    :param final: the mesh that will be written: also remove self-intersections and split pinched vertices
-        (a few seconds per million triangles; pointless before decimation changes the mesh again).
+    :param final: do the complete repair (a few seconds per million triangles; pointless before decimation,
+        which changes the mesh again).
     """
     log = RepairLog()
     polyData = cleanMesh(triangulate(polyData))
-    polyData, log.duplicateTriangles = removeDuplicateTriangles(polyData)
+    if final:
+        polyData, log.duplicateTriangles = removeDuplicateTriangles(polyData)
     polyData, log.smallShellsRemoved = removeSmallShells(polyData, minimumShellVolumeMm3)
     polyData, log.openOrNonManifoldEdges = closeDefects(polyData)
-    polyData, log.degenerateTriangles = removeDegenerateTriangles(polyData)
     if final:
+        polyData, log.degenerateTriangles = removeDegenerateTriangles(polyData)
         polyData, log.selfIntersections, log.selfIntersectionsLeft = removeSelfIntersections(polyData)
-    polyData, log.shellsFlipped = orientShells(polyData)
-    if final:
+        if not isClosedManifold(polyData):  # what the cutting and filling left
+            polyData, more = closeDefects(polyData)
+            log.openOrNonManifoldEdges += more
+        polyData, log.shellsFlipped = orientShells(polyData)
         polyData, log.nonManifoldVerticesSplit = splitNonManifoldVertices(polyData)
     return polyData, log
 

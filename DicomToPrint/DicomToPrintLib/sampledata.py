@@ -22,6 +22,8 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from .levels import boxPlaneFraction
+
 BONE_HU = 1000.0
 TISSUE_HU = 40.0
 AIR_HU = -1000.0
@@ -169,8 +171,30 @@ def _twoParts():
         4.0 / 3.0 * np.pi * (10.0**3 + 7.0**3), parts=2)
 
 
+def ellipsoidSdf(center, radii) -> SdfFunction:
+    """Approximate signed distance to an ellipsoid (exact on the surface's sign; scaled distance near it)."""
+    center, radii = np.asarray(center, float), np.asarray(radii, float)
+    return lambda p: (np.linalg.norm((p - center) / radii, axis=-1) - 1.0) * radii.min()
+
+
+def _head():
+    # A head-and-neck sized object for benchmarks: skull vault (ellipsoidal shell, 6 mm), a jaw-like arch of
+    # capsules, and a column of vertebra-like cylinders with gaps; soft tissue around. Not exact (the
+    # ellipsoid distance is approximate): for speed and memory measurements, not accuracy.
+    vault = subtract(ellipsoidSdf([0, 0, 40], [75, 90, 80]), ellipsoidSdf([0, 0, 40], [69, 84, 74]))
+    def arch(angle):
+        return [55 * np.sin(angle), -55 * np.cos(angle) - 10, -40]
+
+    jaw = union(*(capsuleSdf(arch(a0), arch(a1), 7.0)
+                  for a0, a1 in zip(np.linspace(-1.3, 1.1, 6), np.linspace(-1.1, 1.3, 6), strict=True)))
+    spine = union(*(capsuleSdf([0, 25, -55 - 22 * k], [0, 25, -65 - 22 * k], 11.0) for k in range(4)))
+    return Phantom("head", "head-and-neck sized: skull vault, jaw arch, vertebrae (for benchmarks)",
+                   union(vault, jaw, spine), ellipsoidSdf([0, 0, 0], [88, 105, 150]), None, parts=10,
+                   shape=(512, 512, 300), spacing=(0.45, 0.45, 0.8))
+
+
 PHANTOMS: dict[str, Phantom] = {p.name: p for p in (_shell(), _tube(), _plate(), _alignedPlate(), _islands(),
-                                                     _twoParts())}
+                                                     _twoParts(), _head())}
 
 
 @dataclass
@@ -198,19 +222,6 @@ class VolumeGeometry:
         return self.origin + ijk @ self.direction.T
 
 
-def _boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Volume of {u in [0,1]^3 : m . u < c}, for rows of m (N, 3) and c (N,): the fraction of a voxel on the
-    inside of a plane, by inclusion-exclusion over the cube's corners."""
-    c = c - np.where(m < 0, m, 0.0).sum(axis=1)  # mirror axes so that every m_i >= 0
-    m = np.abs(m)
-    m = np.maximum(m, 1e-4 * m.max(axis=1, keepdims=True))  # an axis parallel to the plane: tilt it negligibly
-    total = np.zeros(len(c))
-    for corner in np.ndindex(2, 2, 2):
-        sign = -1.0 if sum(corner) % 2 else 1.0
-        total += sign * np.maximum(c - m @ np.array(corner, float), 0.0) ** 3
-    return np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0)
-
-
 def _insideFraction(sdf: SdfFunction, centers: np.ndarray, axes: np.ndarray, supersampling: int):
     """Fraction of each voxel inside the surface (sdf < 0).
 
@@ -231,7 +242,7 @@ def _insideFraction(sdf: SdfFunction, centers: np.ndarray, axes: np.ndarray, sup
     gradient = np.stack([(sdf(p + step * e) - sdf(p - step * e)) / (2 * step) for e in np.eye(3)], axis=1)
     gradient /= np.maximum(np.linalg.norm(gradient, axis=1, keepdims=True), 1e-12)
     m = gradient @ axes.T  # plane slope per voxel axis
-    fraction[cut] = _boxPlaneFraction(m, 0.5 * m.sum(axis=1) - d)
+    fraction[cut] = boxPlaneFraction(m, 0.5 * m.sum(axis=1) - d)
     # flat across the voxel? compare the distance at the corners with the plane's prediction
     # (a 0.01-voxel mismatch at the corners is a fraction error far below 1 %)
     tolerance = 0.02 * float(np.linalg.norm(axes, axis=1).min())

@@ -132,62 +132,14 @@ def _fractionalLabelmap(fraction: levels.FractionMap, volumeNode) -> slicer.vtkO
     return image
 
 
-def rasterize(polyData, shape, oversampling: int = 4, slab: int = 8) -> np.ndarray:
-    """Fraction of each voxel inside a closed mesh given in voxel index coordinates (i, j, k).
-
-    Each voxel is split into ``oversampling``^3 sub-voxels, filled by vtkPolyDataToImageStencil, and averaged;
-    a few slices at a time, so memory stays small.
-
-    :param shape: (k, j, i) size of the voxel grid.
-    """
-    nk, nj, ni = shape
-    fraction = np.zeros(shape, np.float32)
-    step = 1.0 / oversampling
-    origin = -0.5 + step / 2.0
-    for k0 in range(0, nk, slab):
-        k1 = min(nk, k0 + slab)
-        extent = (0, ni * oversampling - 1, 0, nj * oversampling - 1, k0 * oversampling, k1 * oversampling - 1)
-        toStencil = vtk.vtkPolyDataToImageStencil()
-        toStencil.SetInputData(polyData)
-        toStencil.SetOutputSpacing(step, step, step)
-        toStencil.SetOutputOrigin(origin, origin, origin)
-        toStencil.SetOutputWholeExtent(*extent)
-        ones = vtk.vtkImageData()
-        ones.SetSpacing(step, step, step)
-        ones.SetOrigin(origin, origin, origin)
-        ones.SetExtent(*extent)
-        ones.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-        ones.GetPointData().GetScalars().Fill(1)
-        stencil = vtk.vtkImageStencil()
-        stencil.SetInputData(ones)
-        stencil.SetStencilConnection(toStencil.GetOutputPort())
-        stencil.SetBackgroundValue(0)
-        stencil.Update()
-        inside = numpy_support.vtk_to_numpy(stencil.GetOutput().GetPointData().GetScalars())
-        inside = inside.reshape(k1 - k0, oversampling, nj, oversampling, ni, oversampling)
-        fraction[k0:k1] = inside.sum(axis=(1, 3, 5), dtype=np.uint16) / np.float32(oversampling**3)
-    return fraction
-
-
-def _trilinear(values: np.ndarray, ijk: np.ndarray) -> np.ndarray:
-    """Values of a (k, j, i) grid at points given in (i, j, k) index coordinates."""
-    upper = np.array(values.shape[::-1]) - 2
-    base = np.clip(np.floor(ijk).astype(np.int64), 0, upper)
-    weight = ijk - base
-    result = np.zeros(len(ijk))
-    for corner in np.ndindex(2, 2, 2):
-        w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
-        result += w * values[base[:, 2] + corner[2], base[:, 1] + corner[1], base[:, 0] + corner[0]]
-    return result
-
-
 def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> vtk.vtkPolyData:
-    """Move each vertex along its normal so that the mesh's own partial volumes match the measured ones.
+    """Move each vertex along its normal so that the mesh's partial volumes match the measured ones.
 
     Contouring a fraction map by linear interpolation misplaces a boundary by up to a tenth of a voxel,
-    depending on where it falls between voxel centres (worst on thin structures along the slices). The mesh
-    is rasterized (:func:`rasterize`), the residual (measured minus the mesh's fraction) is read at each vertex,
-    and the vertex moved by residual x voxel depth along the normal. One step; a second adds noise.
+    depending on where it falls between voxel centres (worst on thin structures along the slices). For the 8
+    voxels around each vertex, the fraction the mesh cuts off is computed exactly for the vertex's tangent plane
+    (:func:`.levels.boxPlaneFraction`); the measured minus that, weighted as in trilinear interpolation and
+    times the voxel's depth along the normal, is how far the vertex moves. One step; a second adds noise.
 
     :param polyData: closed surface (RAS) contoured from ``fraction``.
     """
@@ -195,16 +147,24 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     volumeNode.GetIJKToRASMatrix(matrix)
     ijkToRas = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
     spacing = np.array(volumeNode.GetSpacing())
-    directions = ijkToRas[:3, :3] / spacing  # unit axis directions as columns
+    directions = ijkToRas[:3, :3] / spacing  # unit voxel axes (RAS) as columns
     points, triangles = pointsArray(polyData), trianglesArray(polyData)
-    offset = np.array(fraction.offset[::-1], float)  # (i, j, k) of the sub-grid
-    ijk = (np.c_[points, np.ones(len(points))] @ np.linalg.inv(ijkToRas).T)[:, :3] - offset
-    residual = fraction.fraction - rasterize(polyDataFromArrays(ijk, triangles), fraction.fraction.shape)
+    ijk = (np.c_[points, np.ones(len(points))] @ np.linalg.inv(ijkToRas).T)[:, :3] - np.array(fraction.offset[::-1])
     normals = pointNormals(polyData)
-    # depth of a voxel along the normal: volume over the area of the surface it contains
+    slope = (normals @ directions) * spacing  # how far along the normal one voxel step along each axis goes (mm)
+    measured = fraction.fraction
+    base = np.clip(np.floor(ijk).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
+    weight = ijk - base
+    residual = np.zeros(len(points))
+    for corner in np.ndindex(2, 2, 2):
+        voxel = base + np.array(corner)
+        w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
+        centreDistance = ((voxel - ijk) * slope).sum(axis=1)  # voxel centre from the tangent plane, along n
+        meshFraction = levels.boxPlaneFraction(slope, 0.5 * slope.sum(axis=1) - centreDistance)
+        residual += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction)
+    # depth of a voxel along the normal: its volume over the area of the surface it contains
     depth = 1.0 / np.maximum((np.abs(normals @ directions) / spacing).sum(axis=1), 1e-9)
-    moved = points + (_trilinear(residual, ijk) * depth)[:, None] * normals
-    return polyDataFromArrays(moved, triangles)
+    return polyDataFromArrays(points + (residual * depth)[:, None] * normals, triangles)
 
 
 def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothingFactor: float = 0.2,

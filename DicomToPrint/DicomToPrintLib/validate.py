@@ -246,9 +246,9 @@ def pointNormals(polyData) -> np.ndarray:
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
     faceNormals = np.cross(b - a, c - a)  # length: twice the area
-    normals = np.zeros_like(points)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], faceNormals)
+    corners = triangles.T.ravel()  # every triangle's first corners, then second, then third
+    normals = np.stack([np.bincount(corners, weights=np.tile(faceNormals[:, axis], 3), minlength=len(points))
+                        for axis in range(3)], axis=1)
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
 
 

@@ -100,7 +100,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
         # a repeat facing the same way, and a fin (the same triangle facing the other way) elsewhere
         doubled = validate.polyDataFromArrays(points, np.vstack([triangles, triangles[:1], triangles[5:6, ::-1]]))
         self.assertFalse(mesh.isClosedManifold(doubled))
-        repaired, log = mesh.repair(doubled)
+        repaired, log = mesh.repair(doubled, final=True)
         self.assertEqual(log.duplicateTriangles, 3)
         self.assertTrue(mesh.isClosedManifold(repaired))
         volume = validate.signedVolume(s)
@@ -163,7 +163,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
 
     def test_wallThicknessAndBuildVolume(self):
-        hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))))
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))), final=True)
         thickness = validate.wallThickness(hollow)
         # from the outer sphere inwards the wall is 4 mm; from the cavity outwards, too (faceting: < 0.05 mm)
         self.assertLess(np.nanmax(np.abs(thickness - 4.0)), 0.05)
@@ -184,7 +184,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
         box.SetYLength(240)
         box.SetZLength(20)
         box.Update()
-        closedBox, _ = mesh.repair(box.GetOutput())
+        closedBox, _ = mesh.repair(box.GetOutput(), final=True)
         self.assertTrue(validate.validateMesh(closedBox, computeWallThickness=False).fitsBuildVolume)
 
 
