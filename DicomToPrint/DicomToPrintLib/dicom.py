@@ -406,8 +406,9 @@ def sortSlices(series: DicomSeries) -> tuple[list[DicomSlice], list[str]]:
             previous = ordered[-1]
             if plane.frame is None and previous.frame is None and _pixelBytes(plane.path) == _pixelBytes(
                     previous.path):
-                warnings.append(f"{os.path.basename(plane.path)} repeats {os.path.basename(previous.path)} "
-                                "(same position, same pixels); used once")
+                # no file names in warnings: they go into reports, and file names can carry patient names
+                at = float(plane.position @ series.sliceNormal())
+                warnings.append(f"a slice file repeats another (same position {at:.2f} mm, same pixels); used once")
                 continue
             raise DicomToPrintError(f"{_name(plane)}: same slice position as {_name(previous)} but different pixels; "
                                     "the series has conflicting duplicate slices")
