@@ -30,7 +30,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 import DicomToPrintLib
-from DicomToPrintLib import dicom, display, export, sampledata, segment, surface
+from DicomToPrintLib import dicom, display, export, levels, sampledata, segment, surface
 from DicomToPrintLib.logic import AUTO_THRESHOLD_METHODS, DicomToPrintParameters, defaultSegmentName
 from DicomToPrintLib.runtime import DicomToPrintError, ProcessingCancelled, reportProgress
 
@@ -209,6 +209,9 @@ class DicomToPrintParameterNode:
     targetTriangles: Annotated[int, WithinRange(0, 100000000)] = LIBRARY_DEFAULTS.targetTriangles
     targetReduction: Annotated[float, WithinRange(0.0, 0.999)] = LIBRARY_DEFAULTS.targetReduction
     minimumShellVolumeMm3: Annotated[float, WithinRange(0.0, 1000000.0)] = LIBRARY_DEFAULTS.minimumShellVolumeMm3
+    hollowWallMm: Annotated[float, WithinRange(0.0, 100.0)] = LIBRARY_DEFAULTS.hollowWallMm
+    hollowMode: Annotated[str, Choice(levels.SHELL_MODES)] = LIBRARY_DEFAULTS.hollowMode
+    drainHoleDiameterMm: Annotated[float, WithinRange(0.0, 50.0)] = LIBRARY_DEFAULTS.drainHoleDiameterMm
 
     # -- 4. Validation
     buildVolumeXMm: Annotated[float, WithinRange(1.0, 10000.0)] = LIBRARY_DEFAULTS.buildVolumeXMm
@@ -218,6 +221,7 @@ class DicomToPrintParameterNode:
     maximumThinAreaPercent: Annotated[float, WithinRange(0.0, 100.0)] = LIBRARY_DEFAULTS.maximumThinAreaPercent
 
     # -- 5. Export
+    exportFormat: Annotated[str, Choice(export.FORMATS)] = LIBRARY_DEFAULTS.exportFormat
     coordinateSystem: Annotated[str, Choice(export.COORDINATE_SYSTEMS)] = LIBRARY_DEFAULTS.coordinateSystem
     sizeScale: Annotated[float, WithinRange(0.0001, 1000.0)] = LIBRARY_DEFAULTS.sizeScale
     overwrite: bool = LIBRARY_DEFAULTS.overwrite
@@ -225,7 +229,7 @@ class DicomToPrintParameterNode:
 
 
 #: Library settings whose value the parameter node holds in another form (see parametersFromParameterNode).
-MAPPED_SETTINGS = ("minimumThreshold", "maximumThreshold", "surfaceSmoothingFactor")
+MAPPED_SETTINGS = ("minimumThreshold", "maximumThreshold", "surfaceSmoothingFactor", "structures")
 
 
 def parametersFromParameterNode(parameterNode) -> DicomToPrintParameters:
@@ -237,6 +241,9 @@ def parametersFromParameterNode(parameterNode) -> DicomToPrintParameters:
       ``useExplicitThreshold`` is on; None when it is off (then the preset, else the automatic method, decides).
     - ``surfaceSmoothingFactor``: None when ``automaticSurfaceSmoothing`` is on (the placement's default: 0.2
       sub-voxel, 0.5 labelmap); the node's ``surfaceSmoothingFactor`` when it is off.
+    - ``structures``: always empty. In the panel the structures are the segmentation's segments: the
+      Segmentation step makes one, the embedded Segment Editor adds, edits and colours the others, and the Mesh
+      and Export steps take every non-empty segment.
 
     A setting the library gains and the node lacks raises AttributeError, so the two cannot drift apart quietly.
     """
@@ -247,6 +254,7 @@ def parametersFromParameterNode(parameterNode) -> DicomToPrintParameters:
     values["maximumThreshold"] = float(parameterNode.thresholdRange.maximum) if explicit else None
     values["surfaceSmoothingFactor"] = (None if parameterNode.automaticSurfaceSmoothing
                                         else float(parameterNode.surfaceSmoothingFactor))
+    values["structures"] = []
     return DicomToPrintParameters(**values)
 
 
@@ -635,7 +643,7 @@ class DicomToPrintWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segmentationNode = node.segmentation
         hasSegments = segmentationNode is not None and segmentationNode.GetSegmentation().GetNumberOfSegments() > 0
         volumeNeeded = node.surfacePlacement == surface.SUBVOXEL
-        outputProblem = outputPathProblem(node.outputStlPath)
+        outputProblem = outputPathProblem(node.outputStlPath, node.exportFormat)
         states = [
             (ui.findSeriesButton, folderOk, "Choose an existing DICOM folder"),
             (ui.loadSeriesButton, folderOk, "Choose an existing DICOM folder"),
@@ -938,7 +946,7 @@ class DicomToPrintWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         if not self._meshes:
             raise DicomToPrintError("Create the mesh first")
-        problem = outputPathProblem(node.outputStlPath)
+        problem = outputPathProblem(node.outputStlPath, node.exportFormat)
         if problem:
             raise DicomToPrintError(problem)
         parameters = self.parameters()
@@ -950,10 +958,12 @@ class DicomToPrintWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # meshes that were made and validated.
         for segmentId, polyData in self._meshes.items():
             surface.setClosedSurface(node.segmentation, segmentId, polyData)
-        written = []
-        for index, (_, segmentIds, path) in enumerate(targets):
-            reportProgress(progressCallback, f"Writing {os.path.basename(path)}", 100.0 * index / len(targets))
-            written.append(self.logic.exportStl(node.segmentation, segmentIds, path, parameters))
+        segmentation = node.segmentation.GetSegmentation()
+        segments = [(segmentId, segmentation.GetSegment(segmentId).GetName(),
+                     tuple(segmentation.GetSegment(segmentId).GetColor())) for segmentId in self._meshes
+                    if segmentation.GetSegment(segmentId)]
+        reportProgress(progressCallback, f"Writing {', '.join(os.path.basename(p) for _, _, p in targets)}", 0)
+        written = self.logic.exportModel(node.segmentation, segments, self._meshes, node.outputStlPath, parameters)
         units = "mm" if parameters.sizeScale == 1.0 else f"mm x {parameters.sizeScale:g}"
         self._setInfo(self.ui.exportInfoLabel, f"Wrote {', '.join(written)} ({parameters.coordinateSystem}, {units}).")
 
@@ -966,12 +976,13 @@ def _nodeId(node):
     return node.GetID() if node is not None else None
 
 
-def outputPathProblem(path: str) -> str:
-    """Why the STL cannot be written there ("" when it can, as far as can be told before writing)."""
+def outputPathProblem(path: str, exportFormat: str = export.STL) -> str:
+    """Why the model cannot be written there ("" when it can, as far as can be told before writing)."""
+    extension = export.EXTENSIONS.get(exportFormat, ".stl")
     if not path:
-        return "Choose the output STL file"
-    if not path.lower().endswith(".stl"):
-        return "The output file name must end with .stl"
+        return f"Choose the output {exportFormat} file"
+    if not path.lower().endswith(extension):
+        return f"The output file name must end with {extension} (the format is {exportFormat})"
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         return f"The output folder {folder} does not exist"

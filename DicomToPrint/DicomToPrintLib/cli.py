@@ -41,7 +41,7 @@ def _convertParser() -> argparse.ArgumentParser:
         epilog="Other commands: 'dicomtoprint sample OUTPUT_DIR' writes a synthetic CT series to try; "
                "'dicomtoprint reproduce REPORT.json INPUT_DIR -o OUT.stl' makes a model again from its report.")
     parser.add_argument("input", metavar="INPUT_DIR", help="folder with the DICOM files (searched recursively)")
-    parser.add_argument("-o", "--output", metavar="OUT.stl", help="STL file to write")
+    parser.add_argument("-o", "--output", metavar="OUT.stl", help="model file to write (.stl, .obj or .3mf)")
     parser.add_argument("--version", action="version", version=f"dicomtoprint {__version__}")
     group = parser.add_argument_group("input")
     group.add_argument("--list-series", action="store_true", help="list the series found and exit")
@@ -80,6 +80,17 @@ def _convertParser() -> argparse.ArgumentParser:
                        help=f"decimate to at most N triangles, 0 for no limit (default: {defaults.targetTriangles})")
     group.add_argument("--reduction", type=float, default=defaults.targetReduction, metavar="F",
                        help="also remove this fraction of the triangles, 0-0.999 (default: 0)")
+    group.add_argument("--structure", action="append", metavar="NAME[=RANGE|PRESET]", default=[],
+                       help="segment several structures (repeat, in order; a later one takes shared voxels): NAME "
+                            "alone is ISO-50, NAME=MIN:MAX a range, NAME=PRESET a preset, e.g. --structure "
+                            "'Skin=CT skin' --structure Bone")
+    group.add_argument("--hollow", type=float, default=0.0, metavar="MM",
+                       help="hollow the model to this wall thickness (default: solid)")
+    group.add_argument("--hollow-mode", choices=["outside", "medial", "inside"], default="outside",
+                       help="what the surface becomes, as in Slicer's Hollow effect: the outside of the wall (default: "
+                            "the shape is kept), its middle, or its inside (the wall grows outwards)")
+    group.add_argument("--drain-holes", type=float, default=0.0, metavar="MM",
+                       help="drain hole diameter for each cavity of a hollow model (default: none)")
     group = parser.add_argument_group("validation")
     group.add_argument("--build-volume", nargs=3, type=float, metavar=("X", "Y", "Z"),
                        default=list(defaults.buildVolumeMm),
@@ -88,6 +99,11 @@ def _convertParser() -> argparse.ArgumentParser:
     group.add_argument("--wall-limit", type=float, default=defaults.wallThicknessLimitMm, metavar="MM",
                        help=f"report walls thinner than this (default: {defaults.wallThicknessLimitMm:g} mm)")
     group = parser.add_argument_group("output")
+    group.add_argument("--format", choices=["stl", "obj", "3mf"],
+                       help="file format (default: from the output's extension, else STL); OBJ and 3MF carry the "
+                            "structures' names and colours")
+    group.add_argument("--one-file-per-structure", action="store_true",
+                       help="with several structures, write OUT_<name>.<ext> for each instead of one file")
     group.add_argument("--ras", action="store_true", help="write RAS coordinates (Slicer's) instead of LPS (DICOM's)")
     group.add_argument("--scale", type=float, default=1.0, help="unit scale: 1 = mm (default), 0.001 = m")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -111,12 +127,42 @@ def _parameters(args) -> DicomToPrintParameters:
         targetTriangles=args.target_triangles, targetReduction=args.reduction,
         buildVolumeXMm=args.build_volume[0], buildVolumeYMm=args.build_volume[1], buildVolumeZMm=args.build_volume[2],
         wallThicknessLimitMm=args.wall_limit, coordinateSystem=export.RAS if args.ras else export.LPS,
-        sizeScale=args.scale, overwrite=args.overwrite, writePreview=not args.no_preview)
+        sizeScale=args.scale, overwrite=args.overwrite, writePreview=not args.no_preview,
+        structures=[_structure(text) for text in args.structure], hollowWallMm=args.hollow,
+        hollowMode={"inside": "INSIDE_SURFACE", "medial": "MEDIAL_SURFACE", "outside": "OUTSIDE_SURFACE"}[
+            args.hollow_mode], drainHoleDiameterMm=args.drain_holes, oneFilePerSegment=args.one_file_per_structure,
+        exportFormat=_format(args))
     if args.threshold:
         values.update(minimumThreshold=args.threshold[0], maximumThreshold=args.threshold[1])
     parameters = DicomToPrintParameters(**values)
     parameters.validate()
     return parameters
+
+
+def _structure(text: str) -> dict:
+    """'Bone' (ISO-50), 'Skin=CT skin' (a preset) or 'Vessel=200:600' (a range) as a structure entry."""
+    name, _, how = text.partition("=")
+    structure = {"name": name.strip()}
+    how = how.strip()
+    if how in segment.THRESHOLD_PRESETS:
+        structure["preset"] = how
+    elif how:
+        low, separator, high = how.partition(":")
+        try:
+            structure.update(minimumThreshold=float(low), maximumThreshold=float(high))
+        except ValueError:
+            raise ValueError(f"--structure '{text}': give NAME, NAME=MIN:MAX or NAME=PRESET "
+                             f"({', '.join(segment.THRESHOLD_PRESETS)})") from None
+        if not separator:
+            raise ValueError(f"--structure '{text}': a range is MIN:MAX")
+    return structure
+
+
+def _format(args) -> str:
+    if args.format:
+        return args.format.upper()
+    extension = os.path.splitext(args.output or "")[1].lower()
+    return {".obj": export.OBJ, ".3mf": export.THREE_MF}.get(extension, export.STL)
 
 
 class _Progress:
@@ -183,9 +229,18 @@ def _convert(argv) -> int:
 
 
 def _printResult(result) -> None:
-    print(f"Wrote {result.outputPath} ({result.mesh.triangles} triangles, {result.timings['total']:.1f} s)")
-    print(f"Threshold {result.threshold['minimum']:g} to {result.threshold['maximum']:g}: "
-          f"{result.threshold['source']}, {result.threshold['reason']}")
+    print(f"Wrote {', '.join(result.outputPaths)} ({result.mesh.triangles} triangles, "
+          f"{result.timings['total']:.1f} s)")
+    for segmentResult in result.segments:
+        threshold = segmentResult.threshold
+        name = f"{segmentResult.name}: " if len(result.segments) > 1 else ""
+        print(f"{name}Threshold {threshold['minimum']:g} to {threshold['maximum']:g}: "
+              f"{threshold['source']}, {threshold['reason']}")
+        if "hollow" in segmentResult.surface:
+            hollow = segmentResult.surface["hollow"]
+            print(f"{name}Hollow: {hollow['wallMm']:g} mm wall ({hollow['mode']}), {hollow['drainHoles']} drain "
+                  f"hole(s), {hollow['materialSavedCm3']:.2f} cm^3 ({hollow['materialSavedPercent']:.0f} %) of "
+                  "material saved")
     for line in result.validation.summaryLines():
         print(line)
     for warning in result.warnings:
@@ -209,7 +264,7 @@ def _reproduce(argv) -> int:
         with open(args.report, encoding="utf-8") as f:
             recorded = json.load(f)
         provenance, values = recorded["provenance"], dict(recorded["parameters"])
-        recordedStl = provenance["outputSha256"][os.path.basename(recorded["output"]["stl"])]
+        recordedModel = [provenance["outputSha256"][os.path.basename(path)] for path in recorded["output"]["files"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DicomToPrintError(f"{args.report}: not a DicomToPrint report "
                                 f"({type(error).__name__}: {error})") from error
@@ -227,11 +282,11 @@ def _reproduce(argv) -> int:
     if recordedVersion != __version__:
         print(f"Note: the report was made by dicomtoprint {recordedVersion}; this is {__version__}")
     sameInput = result.inputFingerprint == provenance["inputFingerprint"]
-    sameStl = result.outputSha256[os.path.basename(result.outputPath)] == recordedStl
+    sameStl = [result.outputSha256[os.path.basename(path)] for path in result.outputPaths] == recordedModel
     print("Input: " + ("the same data as recorded (fingerprint matches)" if sameInput else
                        "DIFFERENT data from the recorded input (fingerprint differs)"))
-    print("STL: " + ("identical to the recorded one (SHA-256 matches)" if sameStl else
-                     "DIFFERS from the recorded one (SHA-256 differs)"))
+    print("Model: " + ("identical to the recorded one (SHA-256 matches)" if sameStl else
+                       "DIFFERS from the recorded one (SHA-256 differs)"))
     return 0 if sameInput and sameStl else 4
 
 

@@ -219,3 +219,143 @@ def sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+STL, OBJ, THREE_MF = "STL", "OBJ", "3MF"
+FORMATS = (STL, OBJ, THREE_MF)
+EXTENSIONS = {STL: ".stl", OBJ: ".obj", THREE_MF: ".3mf"}
+
+
+def _fileCoordinates(points, coordinateSystem: str, sizeScale: float):
+    """RAS points (Slicer's world) to the file's coordinate system and unit, as Slicer's STL export does."""
+    import numpy as np
+
+    flip = np.array([-1.0, -1.0, 1.0]) if coordinateSystem == LPS else np.ones(3)
+    return points * flip * sizeScale
+
+
+def exportObj(parts, outputPath: str, coordinateSystem: str = LPS, sizeScale: float = 1.0,
+              overwrite: bool = False) -> list[str]:
+    """Write named, coloured parts as one Wavefront OBJ with its material file (.mtl) beside it.
+
+    :param parts: (name, (r, g, b) 0-1, closed triangle mesh in RAS) for each part.
+    :return: the OBJ and MTL paths written.
+    """
+    from .validate import pointsArray, trianglesArray
+
+    checkChoice("coordinate system", coordinateSystem, COORDINATE_SYSTEMS)
+    materialPath = os.path.splitext(os.path.abspath(outputPath))[0] + ".mtl"
+    checkOutputPath(materialPath, overwrite)
+    with AtomicOutput(outputPath, overwrite) as output:
+        obj = os.path.join(output.folder, "model.obj")
+        mtl = os.path.join(output.folder, "model.mtl")
+        with open(obj, "w", encoding="utf-8") as f, open(mtl, "w", encoding="utf-8") as m:
+            f.write(f"# DicomToPrint, {coordinateSystem} coordinates, millimetres x {sizeScale:g}\n")
+            f.write(f"mtllib {os.path.basename(materialPath)}\n")
+            offset = 1
+            for index, (name, color, polyData) in enumerate(parts):
+                material = f"material{index + 1}"
+                m.write(f"newmtl {material}\nKd {color[0]:.4f} {color[1]:.4f} {color[2]:.4f}\n\n")
+                f.write(f"o {name}\nusemtl {material}\n")
+                points = _fileCoordinates(pointsArray(polyData), coordinateSystem, sizeScale)
+                f.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in points)
+                triangles = trianglesArray(polyData) + offset  # mirroring x and y (LPS) keeps the winding
+                f.writelines(f"f {a} {b} {c}\n" for a, b, c in triangles)
+                offset += len(points)
+        os.replace(mtl, os.path.join(output.folder, os.path.basename(materialPath)))
+        written = os.path.join(output.folder, os.path.basename(materialPath))
+        if os.path.exists(materialPath) and not overwrite:
+            raise DicomToPrintError(f"{materialPath}: file exists; it is kept (use overwrite to replace it)")
+        os.replace(written, materialPath)
+        return [output.commit(obj), materialPath]
+
+
+def export3mf(parts, outputPath: str, coordinateSystem: str = LPS, sizeScale: float = 1.0,
+              overwrite: bool = False) -> str:
+    """Write named, coloured parts as one 3MF file with lib3mf (the 3MF Consortium's library).
+
+    Each part is a mesh object with its name and a base material of its colour; units are millimetres.
+
+    :param parts: (name, (r, g, b) 0-1, closed triangle mesh in RAS) for each part.
+    """
+    from .validate import pointsArray, trianglesArray
+
+    checkChoice("coordinate system", coordinateSystem, COORDINATE_SYSTEMS)
+    lib3mf = _lib3mf()
+    wrapper = lib3mf.get_wrapper()
+    model = wrapper.CreateModel()
+    model.SetUnit(lib3mf.ModelUnit.MilliMeter)
+    materials = model.AddBaseMaterialGroup()
+    for name, color, polyData in parts:
+        points = _fileCoordinates(pointsArray(polyData), coordinateSystem, sizeScale)
+        vertices = [lib3mf.Position(ctypesFloat3(p)) for p in points]
+        triangles = [lib3mf.Triangle(ctypesInt3(t)) for t in trianglesArray(polyData)]
+        mesh = model.AddMeshObject()
+        mesh.SetName(name)
+        mesh.SetGeometry(vertices, triangles)
+        rgba = wrapper.RGBAToColor(*(int(round(255 * c)) for c in color), 255)
+        materialId = materials.AddMaterial(name, rgba)
+        mesh.SetObjectLevelProperty(materials.GetUniqueResourceID(), materialId)
+        model.AddBuildItem(mesh, wrapper.GetIdentityTransform())
+    with AtomicOutput(outputPath, overwrite) as output:
+        temporary = os.path.join(output.folder, "model.3mf")
+        model.QueryWriter("3mf").WriteToFile(temporary)
+        return output.commit(temporary)
+
+
+def _lib3mf():
+    try:
+        import lib3mf
+    except ImportError as error:
+        raise DicomToPrintError("3MF export needs the lib3mf package: pip install lib3mf (in Slicer: "
+                                "slicer.util.pip_install('lib3mf'))") from error
+    return lib3mf
+
+
+def ctypesFloat3(values):
+    import ctypes
+
+    return (ctypes.c_float * 3)(*(float(v) for v in values))
+
+
+def ctypesInt3(values):
+    import ctypes
+
+    return (ctypes.c_uint32 * 3)(*(int(v) for v in values))
+
+
+def read3mf(path: str) -> list[tuple[str, tuple[int, int, int], vtk.vtkPolyData]]:
+    """The parts of a 3MF file: (name, (r, g, b) 0-255, mesh), read back with lib3mf."""
+    import numpy as np
+
+    from .validate import polyDataFromArrays
+
+    wrapper = _lib3mf().get_wrapper()
+    model = wrapper.CreateModel()
+    model.QueryReader("3mf").ReadFromFile(path)
+    parts = []
+    objects = model.GetMeshObjects()
+    while objects.MoveNext():
+        mesh = objects.GetCurrentMeshObject()
+        points = np.array([list(v.Coordinates) for v in mesh.GetVertices()], float)
+        triangles = np.array([list(t.Indices) for t in mesh.GetTriangleIndices()], np.int64)
+        color = (0, 0, 0)
+        resourceId, propertyId, has = mesh.GetObjectLevelProperty()
+        groups = model.GetBaseMaterialGroups()
+        while has and groups.MoveNext():
+            group = groups.GetCurrentBaseMaterialGroup()
+            if resourceId in (group.GetUniqueResourceID(), group.GetModelResourceID()):
+                rgba = group.GetDisplayColor(propertyId)
+                color = (rgba.Red, rgba.Green, rgba.Blue)
+        parts.append((mesh.GetName(), color, polyDataFromArrays(points, triangles)))
+    return parts
+
+
+def readObj(path: str) -> vtk.vtkPolyData:
+    """An OBJ file's triangles as one mesh (all parts)."""
+    reader = vtk.vtkOBJReader()
+    reader.SetFileName(path)
+    reader.Update()
+    output = vtk.vtkPolyData()
+    output.ShallowCopy(reader.GetOutput())
+    return output

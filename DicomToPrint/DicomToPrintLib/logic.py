@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
-from . import dicom, export, levels, mesh, segment, surface
+from . import dicom, display, export, levels, mesh, segment, surface
 from .runtime import (
     DicomToPrintError,
     SlicerContext,
@@ -73,6 +73,20 @@ class DicomToPrintParameters:
     wallThicknessLimitMm: float = 1.0
     #: Not printable when more than this much of the surface is thinner than the limit (else a warning).
     maximumThinAreaPercent: float = 10.0
+    #: Several structures in one model: a list of {"name", and optionally "preset", "minimumThreshold",
+    #: "maximumThreshold", "autoThresholdMethod", "color": [r, g, b] 0-1}. Each becomes a segment; where they
+    #: overlap the later one wins (Slicer's overwrite mode), so printed parts do not intersect. Empty: one
+    #: structure from the threshold settings above.
+    structures: list = field(default_factory=list)
+    #: Hollow prints: wall thickness in mm (0: solid); what the surface becomes (Slicer's Hollow effect modes:
+    #: OUTSIDE_SURFACE keeps the shape and walls it inwards, MEDIAL_SURFACE, INSIDE_SURFACE walls it outwards);
+    #: drain holes of this diameter (0: none).
+    hollowWallMm: float = 0.0
+    hollowMode: str = levels.OUTSIDE_SURFACE
+    drainHoleDiameterMm: float = 0.0
+    #: Export: STL, OBJ (with .mtl colours) or 3MF (names and colours); one file for all structures or one each.
+    exportFormat: str = export.STL
+    oneFilePerSegment: bool = False
     #: Export: coordinate system (LPS or RAS), unit scale (1 = mm), replace existing files, write the preview.
     coordinateSystem: str = export.LPS
     sizeScale: float = 1.0
@@ -91,7 +105,11 @@ class DicomToPrintParameters:
                 and self.minimumThreshold > self.maximumThreshold):
             raise ValueError(f"minimumThreshold {self.minimumThreshold} is above "
                              f"maximumThreshold {self.maximumThreshold}")
-        choices = {"missingSlices": dicom.MISSING_SLICES, "islandsOperation": segment.ISLANDS_OPERATIONS,
+        self.structureList()  # checks the structures
+        if self.drainHoleDiameterMm > 0 and self.surfacePlacement != surface.SUBVOXEL:
+            raise ValueError("drainHoleDiameterMm: drain holes are made on the SUBVOXEL surface only")
+        choices = {"hollowMode": levels.SHELL_MODES, "exportFormat": export.FORMATS,
+                   "missingSlices": dicom.MISSING_SLICES, "islandsOperation": segment.ISLANDS_OPERATIONS,
                    "smoothingMethod": segment.SMOOTHING_METHODS,
                    "surfacePlacement": surface.SURFACE_PLACEMENTS,
                    "conversionMethod": tuple(surface.CONVERSION_METHODS), "coordinateSystem": export.COORDINATE_SYSTEMS}
@@ -102,13 +120,42 @@ class DicomToPrintParameters:
                   "targetTriangles": (0, None), "targetReduction": (0, 0.999), "sizeScale": (1e-9, None),
                   "minimumShellVolumeMm3": (0, None), "buildVolumeXMm": (1e-9, None), "buildVolumeYMm": (1e-9, None),
                   "buildVolumeZMm": (1e-9, None), "wallThicknessLimitMm": (0, None),
-                  "maximumThinAreaPercent": (0, 100)}
+                  "maximumThinAreaPercent": (0, 100), "hollowWallMm": (0, None), "drainHoleDiameterMm": (0, None)}
         if self.surfaceSmoothingFactor is not None:
             ranges["surfaceSmoothingFactor"] = (0, 1)
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if value < low or (high is not None and value > high):
                 raise ValueError(f"{name}: {value} is out of range ({low:g} to {'any' if high is None else high})")
+
+    def structureList(self) -> list[tuple[str, tuple | None, DicomToPrintParameters]]:
+        """(name, colour or None, settings) of each structure to segment, in order (later ones win overlaps).
+
+        :raises ValueError: on a structure without a name, a repeated name, or an unknown key.
+        """
+        if not self.structures:
+            return [(self.segmentName, None, self)]
+        allowed = {"name", "preset", "minimumThreshold", "maximumThreshold", "autoThresholdMethod", "color"}
+        result, names = [], set()
+        for index, structure in enumerate(self.structures):
+            if not isinstance(structure, dict) or not str(structure.get("name", "")).strip():
+                raise ValueError(f"structures[{index}]: needs a name")
+            unknown = set(structure) - allowed
+            if unknown:
+                raise ValueError(f"structures[{index}]: unknown key(s) {', '.join(sorted(unknown))}")
+            name = str(structure["name"]).strip()
+            if name.lower() in names:
+                raise ValueError(f"structures[{index}]: the name '{name}' is used twice")
+            names.add(name.lower())
+            thresholds = {key: structure.get(key) for key in ("minimumThreshold", "maximumThreshold")}
+            settings = replace(self, structures=[], segmentName=name, preset=structure.get("preset", ""),
+                               autoThresholdMethod=structure.get("autoThresholdMethod", ISO50), **thresholds)
+            settings.validate()
+            color = structure.get("color")
+            if color is not None and (len(color) != 3 or not all(0 <= c <= 1 for c in color)):
+                raise ValueError(f"structures[{index}]: color must be three numbers from 0 to 1")
+            result.append((name, tuple(color) if color is not None else None, settings))
+        return result
 
     @property
     def buildVolumeMm(self) -> tuple[float, float, float]:
@@ -133,22 +180,53 @@ class DicomToPrintParameters:
         return cls(**values)
 
 
-@dataclass
-class DicomToPrintResult:
-    """What a run produced: files, counts, timings in seconds, and what was noticed."""
+#: Colours of common structures (Slicer's GenericAnatomyColors), then a palette for the rest.
+STRUCTURE_COLORS = {"bone": (241, 214, 145), "skin": (177, 122, 101), "soft tissue": (216, 132, 105),
+                    "muscle": (192, 104, 88), "vessel": (216, 101, 79), "segment": (128, 174, 128)}
+PALETTE = [(128, 174, 128), (111, 184, 210), (221, 130, 101), (144, 238, 144), (220, 245, 20), (78, 63, 0)]
 
-    outputPath: str
-    reportPath: str | None
-    previewPath: str | None
-    series: dict
+
+def structureColor(name: str, index: int) -> tuple[float, float, float]:
+    rgb = STRUCTURE_COLORS.get(name.strip().lower(), PALETTE[index % len(PALETTE)])
+    return tuple(c / 255.0 for c in rgb)
+
+
+@dataclass
+class SegmentResult:
+    """What one structure went through."""
+
+    name: str
+    color: tuple
+    segmentId: str
     threshold: dict
     islands: dict
     surface: dict
     decimation: dict
     repair: dict
-    mesh: MeshStatistics
+    triangles: int
+
+    def asDict(self) -> dict:
+        return {"name": self.name, "color": [round(c, 4) for c in self.color], "threshold": self.threshold,
+                "islands": self.islands, "surface": self.surface, "decimation": self.decimation,
+                "repair": self.repair, "triangles": self.triangles}
+
+
+@dataclass
+class DicomToPrintResult:
+    """What a run produced: files, counts, timings in seconds, and what was noticed."""
+
+    outputPaths: list[str]
+    reportPath: str | None
+    previewPath: str | None
+    series: dict
+    segments: list[SegmentResult]
+    #: the model as it will be printed: every file written, read back, together
     validation: ValidationReport
     timings: dict[str, float]
+    #: path -> validation of that file, when one file was written per segment
+    fileValidations: dict = field(default_factory=dict)
+    #: several structures: how their touching surfaces were kept from crossing (:func:`.mesh.separateParts`)
+    partsSeparation: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
     inputFingerprint: str = ""
@@ -156,7 +234,35 @@ class DicomToPrintResult:
     volumeNode: object = None
     segmentationNode: object = None
     reportTableNode: object = None
-    segmentId: str = ""
+
+    # the first (for a single structure: the only) structure's steps
+    @property
+    def outputPath(self) -> str:
+        return self.outputPaths[0]
+
+    @property
+    def threshold(self) -> dict:
+        return self.segments[0].threshold
+
+    @property
+    def islands(self) -> dict:
+        return self.segments[0].islands
+
+    @property
+    def surface(self) -> dict:
+        return self.segments[0].surface
+
+    @property
+    def decimation(self) -> dict:
+        return self.segments[0].decimation
+
+    @property
+    def segmentId(self) -> str:
+        return self.segments[0].segmentId
+
+    @property
+    def mesh(self) -> MeshStatistics:
+        return self.validation.statistics
 
     def asDict(self) -> dict:
         """JSON-ready report (no nodes, no patient data)."""
@@ -168,17 +274,17 @@ class DicomToPrintResult:
                                           "and dimensions, and the voxel-to-LPS matrix rounded to 1e-6 mm",
                 "outputSha256": dict(self.outputSha256),
             },
-            "output": {"stl": self.outputPath, "report": self.reportPath, "preview": self.previewPath,
+            "output": {"files": list(self.outputPaths), "format": self.parameters.get("exportFormat"),
+                       "report": self.reportPath, "preview": self.previewPath,
                        "coordinateSystem": self.parameters.get("coordinateSystem"),
                        "units": "mm" if self.parameters.get("sizeScale", 1.0) == 1.0 else
                        f"mm x {self.parameters.get('sizeScale')}"},
             "validation": self.validation.asDict(),
+            "fileValidations": {os.path.basename(path): report.asDict()
+                                for path, report in self.fileValidations.items()},
             "series": self.series,
-            "threshold": self.threshold,
-            "islands": self.islands,
-            "surface": self.surface,
-            "decimation": self.decimation,
-            "repair": self.repair,
+            "segments": [segmentResult.asDict() for segmentResult in self.segments],
+            "partsSeparation": self.partsSeparation,
             "timingsSeconds": {k: round(v, 3) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
             "parameters": self.parameters,
@@ -245,37 +351,31 @@ class DicomToPrintLogic:
 
     def segment(self, volumeNode, parameters: DicomToPrintParameters, threshold: dict, segmentationNode=None,
                 segmentName: str = "Bone"):
-        """Threshold, islands and smoothing into a segment. Returns (segmentationNode, segmentId, islandsInfo)."""
+        """Threshold, islands and smoothing into a new segment. Returns (segmentationNode, segmentId, islandsInfo).
+
+        :raises DicomToPrintError: when the threshold selects nothing or the whole volume, or a step empties it.
+        """
         segmentationNode = segmentationNode or segment.createSegmentation(self.context, volumeNode)
         with segment.SegmentEditor(self.context, segmentationNode, volumeNode) as editor:
             segmentId = editor.addSegment(segmentName)
             editor.threshold(segmentId, threshold["minimum"], threshold["maximum"])
-            selected = segment.requireNonEmpty(segmentationNode, segmentId,
-                                               f"thresholding at {threshold['minimum']:g} to "
-                                               f"{threshold['maximum']:g} (the threshold selects nothing)")
-            dims = volumeNode.GetImageData().GetDimensions()
-            if selected >= 0.98 * dims[0] * dims[1] * dims[2]:
-                raise DicomToPrintError(f"The threshold {threshold['minimum']:g} to {threshold['maximum']:g} selects "
-                                        f"{100.0 * selected / (dims[0] * dims[1] * dims[2]):.0f} % of the volume: "
-                                        "the model would be the scan's box; give a narrower threshold")
-            islands = editor.islands(segmentId, parameters.islandsOperation,
-                                     minimumSizeMm3=parameters.islandsMinimumSizeMm3)
-            segment.requireNonEmpty(segmentationNode, segmentId, "removing islands smaller than "
-                                    f"{parameters.islandsMinimumSizeMm3:g} mm^3")
-            editor.smoothing(segmentId, parameters.smoothingMethod, parameters.kernelSizeMm,
-                             parameters.gaussianStandardDeviationMm, parameters.jointTaubinSmoothingFactor)
-            islands["voxels"] = segment.requireNonEmpty(segmentationNode, segmentId, "smoothing")
+            self._checkSelection(segmentationNode, segmentId, volumeNode, threshold)
+            islands = self._cleanSegment(editor, segmentationNode, segmentId, parameters)
         return segmentationNode, segmentId, islands
 
     def createSurface(self, segmentationNode, segmentId: str, volumeNode, parameters: DicomToPrintParameters):
         """Closed surface (RAS), repaired. Returns (vtkPolyData, surface info, repair log)."""
         if parameters.surfacePlacement == surface.SUBVOXEL:
-            placed = surface.createSubvoxelSurface(segmentationNode, segmentId, volumeNode,
-                                                   smoothingFactor=parameters.smoothingFactor)
+            placed = surface.createSubvoxelSurface(
+                segmentationNode, segmentId, volumeNode, smoothingFactor=parameters.smoothingFactor,
+                hollowWallMm=parameters.hollowWallMm, hollowMode=parameters.hollowMode,
+                drainHoleDiameterMm=parameters.drainHoleDiameterMm)
             polyData = placed.polyData
             info = {"placement": surface.SUBVOXEL, "insideLevel": round(placed.insideLevel, 1),
                     "outsideLevel": round(placed.outsideLevel, 1), "insideLevelSource": placed.insideLevelSource,
                     "contourFraction": round(placed.contourFraction, 4), "description": placed.describe()}
+            if placed.hollow:
+                info["hollow"] = placed.hollow
         else:
             surface.createClosedSurface(segmentationNode, parameters.conversionMethod, parameters.smoothingFactor)
             polyData = surface.closedSurface(segmentationNode, segmentId)
@@ -329,20 +429,22 @@ class DicomToPrintLogic:
     def run(self, inputDicomFolder: str, outputStlPath: str, parameters: DicomToPrintParameters | None = None,
             reportPath: str | None = None, progressCallback=None, keepNodes: bool = False,
             **parameterValues) -> DicomToPrintResult:
-        """DICOM folder to a validated STL in one call, with its report (JSON) and preview (PNG) beside it.
+        """DICOM folder to a validated model in one call, with its report (JSON) and preview (PNG) beside it.
 
         :param inputDicomFolder: folder with the series (searched recursively; any file names).
-        :param outputStlPath: the STL to write (exactly this path).
+        :param outputStlPath: the file to write (exactly this path; with several structures and
+            ``oneFilePerSegment``, ``<stem>_<structure>.<ext>`` beside it). Its format is ``exportFormat``.
         :param parameters: settings; keyword arguments override single ones, e.g. ``preset="CT bone"``.
-        :param reportPath: where the JSON report goes; default beside the STL (same name, .json).
+        :param reportPath: where the JSON report goes; default beside the model (same name, .json).
         :param progressCallback: ``callback(text, percent)``; returning True cancels (ProcessingCancelled).
         :param keepNodes: leave the volume, segmentation and report table nodes in the scene (to look at them).
         """
         parameters = DicomToPrintParameters.fromDict({**(parameters or DicomToPrintParameters()).asDict(),
                                                       **parameterValues})
         parameters.validate()
-        outputStlPath = export.checkOutputPath(outputStlPath, parameters.overwrite)
-        stem = os.path.splitext(outputStlPath)[0]
+        structures = parameters.structureList()
+        outputPath = export.checkOutputPath(outputStlPath, parameters.overwrite)
+        stem = os.path.splitext(outputPath)[0]
         reportPath = os.path.abspath(reportPath) if reportPath else stem + ".json"
         previewPath = stem + ".png" if parameters.writePreview else None
         for sidecar in filter(None, (reportPath, previewPath)):
@@ -374,62 +476,90 @@ class DicomToPrintLogic:
 
                 t = begin("load", f"Loading {series.numberOfSlices} slices")
                 loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
-                seriesReport["geometry"] = loaded.geometry
-                inputFingerprint = dicom.fingerprint(loaded.volumeNode)
-                nodes.append(loaded.volumeNode)
+                volume = loaded.volumeNode
+                nodes.append(volume)
                 warnings.extend(loaded.warnings)
+                seriesReport["geometry"] = loaded.geometry
+                inputFingerprint = dicom.fingerprint(volume)
                 timings["load"] = time.perf_counter() - t
 
                 t = begin("segment", "Segmenting")
-                threshold = self.thresholdRange(loaded.volumeNode, parameters, series.modality)
-                segmentationNode, segmentId, islands = self.segment(
-                    loaded.volumeNode, parameters, threshold, segmentName=defaultSegmentName(parameters,
-                                                                                             series.modality))
+                segmentationNode, segments = self._segmentStructures(volume, parameters, structures,
+                                                                     series.modality)
                 nodes.append(segmentationNode)
                 timings["segment"] = time.perf_counter() - t
 
-                t = begin("surface", "Creating the closed surface")
-                polyData, surfaceInfo, repairLog = self.createSurface(segmentationNode, segmentId,
-                                                                      loaded.volumeNode, parameters)
-                surfaceTriangles = polyData.GetNumberOfPolys()
-                surfaceInfo["triangles"] = surfaceTriangles
+                t = begin("surface", "Creating the closed surface" + ("s" if len(segments) > 1 else ""))
+                meshes = {}
+                for segmentResult in segments:
+                    polyData, segmentResult.surface, log = self.createSurface(
+                        segmentationNode, segmentResult.segmentId, volume, parameters)
+                    segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
+                    segmentResult.repair = {"surface": log.asDict()}
+                    meshes[segmentResult.segmentId] = polyData
                 timings["surface"] = time.perf_counter() - t
 
-                t = begin("decimate", f"Decimating and repairing {surfaceTriangles} triangles")
-                polyData, decimation, decimationLog = self.decimate(polyData, parameters)
-                if decimation["attempts"] and decimation["triangles"] > decimation["requestedTriangles"]:
-                    warnings.append(f"decimation kept {decimation['triangles']} triangles (asked for "
-                                    f"{decimation['requestedTriangles']}) to keep the mesh closed")
-                surface.setClosedSurface(segmentationNode, segmentId, polyData)
+                total = sum(m.GetNumberOfPolys() for m in meshes.values())
+                t = begin("decimate", f"Decimating and repairing {total} triangles")
+                for segmentResult in segments:
+                    polyData = meshes[segmentResult.segmentId]
+                    share = parameters
+                    if parameters.targetTriangles > 0 and len(segments) > 1:  # the budget, shared by size
+                        share = replace(parameters, targetTriangles=max(
+                            4, int(parameters.targetTriangles * polyData.GetNumberOfPolys() / max(total, 1))))
+                    polyData, decimation, log = self.decimate(polyData, share)
+                    if decimation["attempts"] and decimation["triangles"] > decimation["requestedTriangles"]:
+                        warnings.append(f"{segmentResult.name}: decimation kept {decimation['triangles']} triangles "
+                                        f"(asked for {decimation['requestedTriangles']}) to keep the mesh closed")
+                    segmentResult.decimation, segmentResult.repair["decimated"] = decimation, log.asDict()
+                    segmentResult.triangles = polyData.GetNumberOfPolys()
+                    meshes[segmentResult.segmentId] = polyData
+                partsSeparation = {}
+                if len(segments) > 1:  # neighbouring structures must not cross where they touch
+                    separated, separation = mesh.separateParts([meshes[s.segmentId] for s in segments])
+                    meshes = {s.segmentId: m for s, m in zip(segments, separated, strict=True)}
+                    partsSeparation = separation
+                    if separation["crossingsLeft"]:
+                        warnings.append(f"{separation['crossingsLeft']} triangle pairs of different structures still "
+                                        "cross after separating them")
+                for segmentResult in segments:
+                    surface.setClosedSurface(segmentationNode, segmentResult.segmentId,
+                                             meshes[segmentResult.segmentId])
                 timings["decimate"] = time.perf_counter() - t
 
-                t = begin("export", "Writing the STL")
-                outputPath = self.exportStl(segmentationNode, [segmentId], outputStlPath, parameters)
+                t = begin("export", f"Writing the {parameters.exportFormat}")
+                outputPaths = self.exportModel(segmentationNode, [(s.segmentId, s.name, s.color) for s in segments],
+                                               meshes, outputPath, parameters)
                 timings["export"] = time.perf_counter() - t
 
-                t = begin("validate", "Validating the exported mesh")
-                exported = export.readStl(outputPath)
-                report = self.validate(exported, parameters)
+                t = begin("validate", "Validating the exported model")
+                exported = [self.readModel(path, parameters.exportFormat) for path in outputPaths]
+                model = display.appendMeshes(exported) if len(exported) > 1 else exported[0]
+                report = self.validate(model, parameters)
+                fileValidations = {}
+                if len(exported) > 1:
+                    fileValidations = {path: self.validate(part, parameters)
+                                       for path, part in zip(outputPaths, exported, strict=True)}
                 timings["validate"] = time.perf_counter() - t
 
                 t = begin("report", "Writing the report")
                 if previewPath:
                     status = "printable" if report.printable else "NOT printable"
                     previewPath = export.writePreview(
-                        exported, previewPath, report.thickness, parameters.wallThicknessLimitMm,
+                        model, previewPath, report.thickness, parameters.wallThicknessLimitMm,
                         parameters.coordinateSystem, title=f"DicomToPrint: {status}; red: walls thinner than "
                         f"{parameters.wallThicknessLimitMm:g} mm", overwrite=parameters.overwrite)
             warnings.extend(messages.warnings)
             timings["report"] = time.perf_counter() - t
             timings["total"] = sum(timings.values())
+            written = [*outputPaths, previewPath] + (
+                [os.path.splitext(outputPaths[0])[0] + ".mtl"] if parameters.exportFormat == export.OBJ else [])
             result = DicomToPrintResult(
-                outputPath=outputPath, reportPath=None, previewPath=previewPath, series=seriesReport,
-                threshold=threshold, islands=islands, surface=surfaceInfo, decimation=decimation,
-                repair={"surface": repairLog.asDict(), "decimated": decimationLog.asDict()},
-                mesh=report.statistics, validation=report, timings=timings, warnings=warnings,
-                parameters=parameters.asDict(), segmentId=segmentId, inputFingerprint=inputFingerprint,
-                outputSha256={os.path.basename(path): export.sha256(path) for path in (outputPath, previewPath)
-                              if path})
+                outputPaths=outputPaths, reportPath=None, previewPath=previewPath, series=seriesReport,
+                segments=segments, validation=report, fileValidations=fileValidations, timings=timings,
+                warnings=warnings, parameters=parameters.asDict(), inputFingerprint=inputFingerprint,
+                partsSeparation=partsSeparation,
+                outputSha256={os.path.basename(path): export.sha256(path) for path in written if path})
             result.reportPath = export.writeJson(result.asDict(), reportPath, overwrite=parameters.overwrite)
             reportProgress(progressCallback, "Done", 100.0)
             if keepNodes:
@@ -441,3 +571,82 @@ class DicomToPrintLogic:
             if not (keepNodes and succeeded):
                 for node in nodes:
                     self.context.removeNode(node)
+
+    def _segmentStructures(self, volumeNode, parameters: DicomToPrintParameters, structures, modality: str):
+        """Every structure into one segmentation: all thresholds first, in order (a later structure takes the
+        voxels it shares with an earlier one, Slicer's overwrite mode), then islands, smoothing and, for the
+        labelmap route, hollowing, per segment. Returns (segmentationNode, [SegmentResult])."""
+        segmentationNode = segment.createSegmentation(self.context, volumeNode)
+        results = []
+        with segment.SegmentEditor(self.context, segmentationNode, volumeNode) as editor:
+            for index, (name, color, settings) in enumerate(structures):
+                name = name or defaultSegmentName(settings, modality)
+                color = color or structureColor(name, index)
+                threshold = self.thresholdRange(volumeNode, settings, modality)
+                segmentId = editor.addSegment(name, color)
+                editor.threshold(segmentId, threshold["minimum"], threshold["maximum"])
+                self._checkSelection(segmentationNode, segmentId, volumeNode, threshold)
+                results.append(SegmentResult(name, color, segmentId, threshold, {}, {}, {}, {}, 0))
+            for segmentResult in results:
+                segmentResult.islands = self._cleanSegment(editor, segmentationNode, segmentResult.segmentId,
+                                                           parameters)
+        return segmentationNode, results
+
+    def _checkSelection(self, segmentationNode, segmentId, volumeNode, threshold) -> None:
+        selected = segment.requireNonEmpty(segmentationNode, segmentId,
+                                           f"thresholding at {threshold['minimum']:g} to "
+                                           f"{threshold['maximum']:g} (the threshold selects nothing)")
+        dims = volumeNode.GetImageData().GetDimensions()
+        if selected >= 0.98 * dims[0] * dims[1] * dims[2]:
+            raise DicomToPrintError(f"The threshold {threshold['minimum']:g} to {threshold['maximum']:g} selects "
+                                    f"{100.0 * selected / (dims[0] * dims[1] * dims[2]):.0f} % of the volume: "
+                                    "the model would be the scan's box; give a narrower threshold")
+
+    def _cleanSegment(self, editor, segmentationNode, segmentId, parameters: DicomToPrintParameters) -> dict:
+        """Islands, smoothing and (labelmap route) hollowing of one segment; returns the islands counts."""
+        islands = editor.islands(segmentId, parameters.islandsOperation,
+                                 minimumSizeMm3=parameters.islandsMinimumSizeMm3)
+        segment.requireNonEmpty(segmentationNode, segmentId, "removing islands smaller than "
+                                f"{parameters.islandsMinimumSizeMm3:g} mm^3")
+        editor.smoothing(segmentId, parameters.smoothingMethod, parameters.kernelSizeMm,
+                         parameters.gaussianStandardDeviationMm, parameters.jointTaubinSmoothingFactor)
+        if parameters.hollowWallMm > 0 and parameters.surfacePlacement == surface.LABELMAP:
+            editor.hollow(segmentId, parameters.hollowMode, parameters.hollowWallMm)
+        islands["voxels"] = segment.requireNonEmpty(segmentationNode, segmentId, "smoothing")
+        return islands
+
+    def exportModel(self, segmentationNode, segments, meshes, outputPath: str,
+                    parameters: DicomToPrintParameters) -> list[str]:
+        """Write the segments' surfaces in ``exportFormat``: one file, or one per segment. Returns the paths.
+
+        :param segments: (segment ID, name, colour r, g, b 0-1) of each segment to write, in order.
+        :param meshes: segment ID -> its closed surface (RAS); STL is written from the segmentation node's closed
+            surfaces by Slicer's exporter, OBJ and 3MF from these meshes.
+        """
+        segments = list(segments)
+        targets = display.exportTargets(outputPath, [(segmentId, name) for segmentId, name, _ in segments],
+                                        parameters.oneFilePerSegment)
+        byId = {segmentId: (name, color) for segmentId, name, color in segments}
+        written = []
+        for _, segmentIds, path in targets:
+            if parameters.exportFormat == export.STL:
+                written.append(self.exportStl(segmentationNode, segmentIds, path, parameters))
+                continue
+            parts = [(*byId[i], meshes[i]) for i in segmentIds]
+            if parameters.exportFormat == export.OBJ:
+                written.append(export.exportObj(parts, path, parameters.coordinateSystem, parameters.sizeScale,
+                                                parameters.overwrite)[0])
+            else:
+                written.append(export.export3mf(parts, path, parameters.coordinateSystem, parameters.sizeScale,
+                                                parameters.overwrite))
+        return written
+
+    @staticmethod
+    def readModel(path: str, exportFormat: str):
+        """A written model read back as one mesh, as a slicer would read it."""
+        if exportFormat == export.STL:
+            return export.readStl(path)
+        if exportFormat == export.OBJ:
+            return export.readObj(path)
+        parts = [polyData for _, _, polyData in export.read3mf(path)]
+        return display.appendMeshes(parts) if len(parts) > 1 else parts[0]

@@ -134,7 +134,8 @@ def segmentMask(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
     slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, reference, resampled)
     dims = resampled.GetDimensions()
     values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(dims[::-1])
-    return values > 0
+    # segments that do not overlap share one labelmap, each with its own label value
+    return values == segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue()
 
 
 def segmentVoxelCount(segmentationNode, segmentId: str) -> int:
@@ -357,6 +358,43 @@ class SegmentEditor:
             output = smoothingFilter.GetOutput()
         modifier = self.logic.GetModifierLabelmap()
         modifier.DeepCopy(output)
+        self._modify(segmentId, modifier)
+
+    def hollow(self, segmentId: str, shellMode: str = "INSIDE_SURFACE", shellThicknessMm: float = 3.0) -> None:
+        """Turn the segment into a shell (Hollow effect; its defaults: inside surface, 3 mm).
+
+        :param shellMode: what the segment's surface becomes (the effect's "ShellMode", "use current segment
+            as"): INSIDE_SURFACE (the inside of the wall: it grows outwards), MEDIAL_SURFACE (its middle) or
+            OUTSIDE_SURFACE (its outside: the wall grows inwards).
+        :param shellThicknessMm: wall thickness ("ShellThicknessMm").
+        """
+        checkChoice("shell mode", shellMode, ("INSIDE_SURFACE", "MEDIAL_SURFACE", "OUTSIDE_SURFACE"))
+        if not shellThicknessMm > 0:
+            raise ValueError(f"Shell thickness must be positive (got {shellThicknessMm} mm)")
+        labelmap = self._selectedSegmentLabelmap(segmentId)
+        binary = vtk.vtkImageThreshold()
+        binary.SetInputData(labelmap)
+        binary.ThresholdByLower(0)
+        binary.SetInValue(0)
+        binary.SetOutValue(1)
+        binary.SetOutputScalarType(labelmap.GetScalarType())
+        margin = slicer.vtkITKImageMargin()
+        margin.SetInputConnection(binary.GetOutputPort())
+        margin.CalculateMarginInMMOn()
+        voxelDiameter = min(labelmap.GetSpacing())
+        # the margins of Slicer's effect, fractions of a voxel included, so that the results are the same
+        if shellMode == "MEDIAL_SURFACE":
+            margin.SetOuterMarginMM(0.5 * shellThicknessMm)
+            margin.SetInnerMarginMM(-0.5 * shellThicknessMm + 0.5 * voxelDiameter)
+        elif shellMode == "INSIDE_SURFACE":
+            margin.SetOuterMarginMM(shellThicknessMm + 0.1 * voxelDiameter)
+            margin.SetInnerMarginMM(0.0 + 0.1 * voxelDiameter)
+        else:
+            margin.SetOuterMarginMM(0.0)
+            margin.SetInnerMarginMM(-shellThicknessMm + voxelDiameter)
+        margin.Update()
+        modifier = self.logic.GetModifierLabelmap()
+        modifier.ShallowCopy(margin.GetOutput())
         self._modify(segmentId, modifier)
 
     def _jointSmoothing(self, segmentIds: list[str], smoothingFactor: float) -> None:

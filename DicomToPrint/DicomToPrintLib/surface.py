@@ -103,6 +103,7 @@ class SubvoxelSurface:
     insideLevelSource: str
     contourFraction: float
     partialVolumeMm3: float
+    hollow: dict | None = None
 
     def describe(self) -> str:
         how = "measured inside the object" if self.insideLevelSource == "interior" else \
@@ -168,7 +169,9 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
 
 
 def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothingFactor: float = 0.2,
-                          preserveVolume: bool = False, refine: bool = True) -> SubvoxelSurface:
+                          preserveVolume: bool = False, refine: bool = True, hollowWallMm: float = 0.0,
+                          hollowMode: str = levels.OUTSIDE_SURFACE,
+                          drainHoleDiameterMm: float = 0.0) -> SubvoxelSurface:
     """The segment's surface placed from the intensities of the volume (local ISO-50), see the module's text.
 
     The fraction map goes into a temporary segmentation (no node in the scene) as a fractional labelmap and is
@@ -183,11 +186,20 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         the slices (1.8 mm plate between 1 mm slice centres: +5 % -> 0.3 % in volume) when its level is known,
         but follows any error of the estimated levels, so it is off by default.
     :param refine: correct the contour with the measured partial volumes (:func:`refinePartialVolume`).
+    :param hollowWallMm: if above 0, hollow the object to this wall (:func:`.levels.hollowFraction`), in
+        ``hollowMode``, with drain holes of ``drainHoleDiameterMm`` (0: none).
     :return: the surface (RAS) and how it was placed.
     """
     values = segment.volumeArray(volumeNode)
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
     fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing())
+    measured, hollow = fraction, None
+    if hollowWallMm > 0:
+        matrix = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(matrix)
+        ijkToRas = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        fraction, hollow = levels.hollowFraction(fraction, volumeNode.GetSpacing(), ijkToRas, hollowWallMm,
+                                                 hollowMode, drainHoleDiameterMm)
     voxelVolume = float(np.prod(volumeNode.GetSpacing()))
     partialVolume = fraction.unclippedSum * voxelVolume
     segmentation = slicer.vtkSegmentation()
@@ -218,7 +230,7 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         value = 0.5
         contour(value)
     polyData = surfaces[value]
-    if refine:
-        polyData = refinePartialVolume(polyData, fraction, volumeNode)
+    if refine and hollow is None:  # the inner wall of a hollow has no measured partial volumes to match
+        polyData = refinePartialVolume(polyData, measured, volumeNode)
     return SubvoxelSurface(polyData, fraction.insideLevel, fraction.outsideLevel, fraction.insideLevelSource,
-                           value, partialVolume)
+                           value, partialVolume, hollow.asDict() if hollow else None)

@@ -60,8 +60,9 @@ class DicomToPrintExtensionTest(unittest.TestCase):
 
     def test_libraryImportsNothingFromTheApplication(self):
         allowed = {"slicer", "vtk", "vtkmodules", "numpy", "SimpleITK", "pydicom", "DicomToPrintLib"}
-        # optional (the "batch" extra): only inside the function that needs them, so the library loads without
-        lazilyAllowed = {"dask", "distributed"}
+        # optional (the "batch" and "3mf" extras): only inside the function that needs them, so the library loads
+        # without
+        lazilyAllowed = {"dask", "distributed", "lib3mf"}
         for name in sorted(os.listdir(LIBRARY)):
             if not name.endswith(".py"):
                 continue

@@ -20,7 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintParameters, SlicerContext, dicom, display, export, segment, surface
+from DicomToPrintLib import DicomToPrintParameters, SlicerContext, dicom, display, export, levels, segment, surface
 from DicomToPrintLib.logic import AUTO_THRESHOLD_METHODS
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir))
@@ -47,6 +47,8 @@ MAPPED = {
     "minimumThreshold": ("useExplicitThreshold", "thresholdRange"),
     "maximumThreshold": ("useExplicitThreshold", "thresholdRange"),
     "surfaceSmoothingFactor": ("automaticSurfaceSmoothing", "surfaceSmoothingFactor"),
+    # the panel's structures are the segmentation's segments, made and coloured in the embedded Segment Editor
+    "structures": (),
 }
 #: Parameter node fields that hold results, not settings: no widget edits them.
 RESULT_FIELDS = {"pipelineSegmentId", "printModel"}
@@ -60,6 +62,8 @@ LIBRARY_CHOICES = {
     "surfacePlacement": surface.SURFACE_PLACEMENTS,
     "conversionMethod": tuple(surface.CONVERSION_METHODS),
     "coordinateSystem": export.COORDINATE_SYSTEMS,
+    "hollowMode": levels.SHELL_MODES,
+    "exportFormat": export.FORMATS,
 }
 
 
@@ -473,6 +477,9 @@ class DicomToPrintModuleTest(unittest.TestCase):
         self.assertEqual(problem(os.path.join(folder, "model.STL")), "")
         self.assertIn("Choose", problem(""))
         self.assertIn(".stl", problem(os.path.join(folder, "model.obj")))
+        self.assertEqual(problem(os.path.join(folder, "model.3mf"), "3MF"), "")
+        self.assertEqual(problem(os.path.join(folder, "model.stl"), "OBJ"),
+                         "The output file name must end with .obj (the format is OBJ)")
         self.assertIn("does not exist", problem(os.path.join(folder, "missing", "model.stl")))
 
     # -- display.py on a real scene --------------------------------------------------------------------------------

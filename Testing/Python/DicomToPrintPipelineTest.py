@@ -133,7 +133,7 @@ class DicomToPrintPipelineTest(unittest.TestCase):
         # the shell wall is 6 mm: no thin area, minimum near 6 mm (measured along the faceted normals)
         self.assertAlmostEqual(validation["wallThickness"]["minimumMm"], 6.0, delta=0.25)
         self.assertEqual(validation["wallThickness"]["thinAreaMm2"], 0.0)
-        self.assertEqual(report["threshold"], result.threshold)
+        self.assertEqual(report["segments"][0]["threshold"], result.threshold)
         self.assertEqual(set(report["timingsSeconds"]), {"find", "load", "segment", "surface", "decimate", "export",
                                                          "validate", "report", "total"})
         with open(result.previewPath, "rb") as f:

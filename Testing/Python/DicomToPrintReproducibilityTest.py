@@ -48,8 +48,8 @@ class DicomToPrintReproducibilityTest(unittest.TestCase):
                                                    "pydicom", "numpy", "python"})
         self.assertRegex(report["software"]["slicer"], r"^(Slicer|slicer-core) \d+\.\d+")
         self.assertEqual(report["parameters"], DicomToPrintParameters(targetTriangles=20000).asDict())
-        self.assertRegex(report["threshold"]["reason"], r"^ISO-50: halfway between the two densest intensity "
-                                                        r"classes, \d+ HU and \d+ HU$")
+        self.assertRegex(report["segments"][0]["threshold"]["reason"],
+                         r"^ISO-50: halfway between the two densest intensity classes, \d+ HU and \d+ HU$")
         self.assertIsInstance(report["warnings"], list)
         provenance = report["provenance"]
         self.assertRegex(provenance["inputFingerprint"], r"^[0-9a-f]{64}$")
@@ -108,7 +108,7 @@ class DicomToPrintReproducibilityTest(unittest.TestCase):
                                     os.path.join(self.output, "again.stl"), "-q")
         self.assertEqual(code, 0, err)
         self.assertIn("Input: the same data as recorded (fingerprint matches)", out)
-        self.assertIn("STL: identical to the recorded one (SHA-256 matches)", out)
+        self.assertIn("Model: identical to the recorded one (SHA-256 matches)", out)
 
     def test_reproduceSaysWhatDiffers(self):
         from DicomToPrintLib import cli
@@ -130,7 +130,7 @@ class DicomToPrintReproducibilityTest(unittest.TestCase):
             code = cli.main(["reproduce", report, changed, "-o", os.path.join(self.output, "n.stl"), "-q"])
         self.assertEqual(code, 4)
         self.assertIn("Input: DIFFERENT data from the recorded input (fingerprint differs)", out.getvalue())
-        self.assertIn("STL: DIFFERS from the recorded one (SHA-256 differs)", out.getvalue())
+        self.assertIn("Model: DIFFERS from the recorded one (SHA-256 differs)", out.getvalue())
         with open(os.path.join(self.output, "broken.json"), "w") as f:
             f.write("{}")
         err = io.StringIO()
