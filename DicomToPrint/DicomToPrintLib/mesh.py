@@ -2,13 +2,15 @@
 
 Each step takes a vtkPolyData and returns a new one (the input is never modified). VTK does the geometry:
 cleaning (vtkCleanPolyData), hole filling (vtkFillHolesFilter), winding (vtkPolyDataNormals), nesting
-(vtkSelectEnclosedPoints), decimation (vtkQuadricDecimation). What VTK has no filter for is written here on
-numpy arrays: counting how many triangles use each edge, telling duplicate triangles apart, splitting a vertex
-where two sheets of surface touch at a point, orienting each shell by how deeply it is nested (a cavity faces
-inwards), and finding triangles that cross each other (:func:`.validate.selfIntersections`).
+(vtkSelectEnclosedPoints), decimation (vtkDecimatePro, vtkQuadricDecimation). What VTK has no filter for is
+written here on numpy arrays: counting how many triangles use each edge, telling duplicate triangles apart,
+splitting a vertex where two sheets of surface touch at a point, orienting each shell by how deeply it is nested
+(a cavity faces inwards), and finding triangles that cross each other (:func:`.validate.selfIntersections`).
 
-Choices that matter: quadric decimation with volume preservation instead of Slicer's vtkDecimatePro (which
-opens and splits surfaces), and winding made consistent without "auto orient" (which turns cavities outwards).
+Choices that matter: decimation only of a repaired mesh, and every decimated mesh checked again, with a
+fallback (Slicer's vtkDecimatePro step, run on the raw labelmap surface, opens and splits surfaces); large meshes
+decimated in slabs side by side on the cores, whose seams stay exactly where they were; and winding made
+consistent without "auto orient" (which turns cavities outwards).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import vtk
+from vtk.util import numpy_support
 
 from .validate import (
     edgeUse,
@@ -358,11 +361,21 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False) ->
     return polyData, log
 
 
-def decimate(polyData, targetTriangles: int) -> vtk.vtkPolyData:
-    """Reduce to about ``targetTriangles`` triangles with quadric decimation, preserving volume.
+#: Meshes with more triangles than this are decimated in pieces, side by side on the cores (below it the seams
+#: cost more than the parallelism saves).
+PIECEWISE_DECIMATION_TRIANGLES = 200_000
+#: The number of pieces is fixed, not the number of cores, so that the mesh never depends on the machine.
+DECIMATION_PIECES = 2
+QUADRIC, PIECEWISE = "quadric", "piecewise"
 
-    Volume preservation keeps the surface where it was (10x reduction of a 0.5 mm-voxel surface moves it by
-    hundredths of a mm). Nothing is done when the mesh is already small enough.
+
+def decimate(polyData, targetTriangles: int, method: str = QUADRIC) -> vtk.vtkPolyData | None:
+    """Reduce to about ``targetTriangles`` triangles. Nothing is done when the mesh is already small enough.
+
+    - QUADRIC: vtkQuadricDecimation with volume preservation, which keeps the surface where it was (10x
+      reduction of a 0.5 mm-voxel surface moves it by hundredths of a mm). One thread.
+    - PIECEWISE: :func:`decimateInPieces`, about twice as fast on two cores. Returns None when it cannot reach
+      the target.
 
     :param polyData: closed manifold triangle mesh.
     :param targetTriangles: wanted number of triangles (> 0).
@@ -374,6 +387,8 @@ def decimate(polyData, targetTriangles: int) -> vtk.vtkPolyData:
         output = vtk.vtkPolyData()
         output.ShallowCopy(polyData)
         return output
+    if method == PIECEWISE:
+        return decimateInPieces(polyData, targetTriangles)
     quadric = vtk.vtkQuadricDecimation()
     quadric.SetTargetReduction(1.0 - targetTriangles / triangles)
     quadric.VolumePreservationOn()
@@ -382,29 +397,90 @@ def decimate(polyData, targetTriangles: int) -> vtk.vtkPolyData:
     return _run(quadric, polyData)
 
 
-def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0,
-                   attempts: int = 4) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
+def decimateInPieces(polyData, targetTriangles: int, pieces: int = DECIMATION_PIECES) -> vtk.vtkPolyData | None:
+    """Decimate slabs of the mesh in parallel threads and join them again exactly.
+
+    The triangles are cut into ``pieces`` slabs along the mesh's longest axis. Each slab is decimated by
+    vtkDecimatePro with its topology preserved and its boundary vertices kept: the seam between two slabs is
+    left exactly as it was on both sides, so the slabs join again into the same closed surface (by the original
+    point IDs, not by coordinates). vtkDecimatePro removes vertices and never moves one, so every vertex is still
+    a vertex of the input surface; quadric decimation cannot keep a seam (it moves and merges boundary
+    vertices), and VTK releases Python's lock while either runs, so the slabs use the cores side by side.
+
+    :param polyData: closed manifold triangle mesh.
+    :param targetTriangles: wanted number of triangles; each slab gets its share.
+    :return: the joined mesh, or None when a slab could not be decimated to its share (the caller falls back
+        to :func:`decimate` with QUADRIC).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .runtime import threadCount
+
+    points, triangles = pointsArray(polyData), trianglesArray(polyData)
+    axis = int(np.argmax(np.ptp(points, axis=0)))
+    centres = points[triangles].mean(axis=1)[:, axis]
+    slabs = np.array_split(np.argsort(centres, kind="stable"), pieces)
+
+    def decimateSlab(triangleIds):
+        slab = triangles[np.sort(triangleIds)]
+        used = np.unique(slab)
+        local = np.full(len(points), -1, dtype=np.int64)
+        local[used] = np.arange(len(used))
+        piece = polyDataFromArrays(points[used], local[slab])
+        originalIds = numpy_support.numpy_to_vtk(used.astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE)
+        originalIds.SetName("OriginalPointId")
+        piece.GetPointData().AddArray(originalIds)
+        decimator = vtk.vtkDecimatePro()
+        decimator.SetTargetReduction(1.0 - targetTriangles / len(triangles))
+        decimator.PreserveTopologyOn()  # no holes, no splitting: the surface stays closed
+        decimator.SplittingOff()
+        decimator.BoundaryVertexDeletionOff()  # the seam stays exactly as it is, on both sides
+        decimator.SetMaximumError(vtk.VTK_DOUBLE_MAX)  # the target decides, as for the quadric decimation
+        decimated = _run(decimator, piece)
+        ids = numpy_support.vtk_to_numpy(decimated.GetPointData().GetArray("OriginalPointId"))
+        return ids[trianglesArray(decimated)]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(pieces, threadCount()))) as pool:
+        joined = np.vstack(list(pool.map(decimateSlab, slabs)))
+    if len(joined) > targetTriangles:
+        return None
+    used, compact = np.unique(joined, return_inverse=True)
+    return polyDataFromArrays(points[used], compact.reshape(-1, 3))
+
+
+def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0, attempts: int = 4,
+                   piecewiseAbove: int = PIECEWISE_DECIMATION_TRIANGLES) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
     """Decimate towards ``targetTriangles`` and guarantee the result is still a closed manifold.
 
-    After :func:`decimate` and :func:`repair` (self-intersections included), a result that is still open,
-    non-manifold or self-intersecting is discarded and the decimation redone with twice as many triangles; if no
-    attempt succeeds, the input is returned undecimated. The returned info says which.
+    Large meshes are decimated in pieces first (:func:`decimateInPieces`, in parallel), else and as the fallback
+    with quadric decimation. After :func:`repair` (self-intersections included), a result that is still open,
+    non-manifold or self-intersecting is discarded and the next method tried, then the decimation redone with
+    twice as many triangles; if no attempt succeeds, the input is returned undecimated. The returned info says
+    which.
 
     :param polyData: closed manifold triangle mesh.
     :param targetTriangles: wanted number of triangles.
-    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated"}, repair log of the result).
+    :param piecewiseAbove: meshes with more triangles than this are decimated in pieces first.
+    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated", "method"}, repair log of the
+        result).
     """
     info = {"requestedTriangles": int(targetTriangles), "triangles": polyData.GetNumberOfPolys(), "attempts": 0,
-            "decimated": False}
+            "decimated": False, "method": None}
+    methods = (PIECEWISE, QUADRIC) if polyData.GetNumberOfPolys() > piecewiseAbove else (QUADRIC,)
     target = targetTriangles
     for attempt in range(1, attempts + 1):
         if target >= polyData.GetNumberOfPolys():
             break
         info["attempts"] = attempt
-        candidate, log = repair(decimate(polyData, target), minimumShellVolumeMm3, final=True)
-        if isClosedManifold(candidate) and log.selfIntersectionsLeft == 0 and nonManifoldVertexCount(candidate) == 0:
-            info.update(triangles=candidate.GetNumberOfPolys(), decimated=True)
-            return candidate, info, log
+        for method in methods:
+            decimated = decimate(polyData, target, method)
+            if decimated is None:
+                continue
+            candidate, log = repair(decimated, minimumShellVolumeMm3, final=True)
+            if (isClosedManifold(candidate) and log.selfIntersectionsLeft == 0
+                    and nonManifoldVertexCount(candidate) == 0):
+                info.update(triangles=candidate.GetNumberOfPolys(), decimated=True, method=method)
+                return candidate, info, log
         target *= 2
     polyData, log = repair(polyData, minimumShellVolumeMm3, final=True)
     info["triangles"] = polyData.GetNumberOfPolys()

@@ -1,12 +1,13 @@
 """Mesh repair, decimation and validation on meshes whose answers are known."""
 
 import math
+import os
 import unittest
 
 import numpy as np
 import vtk
 
-from DicomToPrintLib import mesh, validate
+from DicomToPrintLib import mesh, runtime, validate
 
 
 def sphere(radius=10.0, center=(0.0, 0.0, 0.0), resolution=64) -> vtk.vtkPolyData:
@@ -161,6 +162,34 @@ class DicomToPrintMeshTest(unittest.TestCase):
         # nothing to do when the mesh is already small enough
         same, info, _ = mesh.decimateClosed(hollow, before.triangles + 1)
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
+
+    def test_piecewiseDecimationJoinsItsPiecesExactly(self):
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
+        before = validate.meshStatistics(hollow)
+        target = before.triangles // 10
+        results = []
+        try:
+            for threads in (1, 2):
+                runtime.setThreads(threads)
+                results.append(mesh.decimateInPieces(hollow, target))
+        finally:
+            runtime.setThreads(os.cpu_count() or 1)
+        pieces, sideBySide = results
+        after = validate.meshStatistics(pieces)
+        self.assertLessEqual(after.triangles, target)
+        self.assertGreater(after.triangles, 0.99 * target)
+        self.assertTrue(after.watertight)
+        self.assertEqual((after.shells, after.parts), (2, 1))
+        self.assertLess(abs(after.volumeMm3 - before.volumeMm3) / before.volumeMm3, 0.005)
+        # vtkDecimatePro removes vertices and never moves one: every vertex is one of the input's
+        inputPoints = {tuple(p) for p in validate.pointsArray(hollow)}
+        self.assertTrue(all(tuple(p) in inputPoints for p in validate.pointsArray(pieces)))
+        # the slabs are fixed, not the threads: the same mesh on one thread or two
+        np.testing.assert_array_equal(validate.trianglesArray(pieces), validate.trianglesArray(sideBySide))
+        np.testing.assert_array_equal(validate.pointsArray(pieces), validate.pointsArray(sideBySide))
+        # decimateClosed takes the pieces for large meshes and says so
+        _, info, _ = mesh.decimateClosed(hollow, target, piecewiseAbove=before.triangles - 1)
+        self.assertEqual((info["method"], info["triangles"]), (mesh.PIECEWISE, after.triangles))
 
     def test_wallThicknessAndBuildVolume(self):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))), final=True)
