@@ -148,6 +148,48 @@ def segmentVoxelCount(segmentationNode, segmentId: str) -> int:
     return int(np.count_nonzero(values == labelValue))
 
 
+def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[np.ndarray, int, int]:
+    """The Islands effect's result on a labelmap array, with a quarter of the memory of vtkITKIslandMath.
+
+    The same ITK connected-component labelling as Slicer's vtkITKIslandMath (face-connected: its FullyConnected
+    off), and the same choice as its RelabelComponentImageFilter: islands smaller than ``minimumSize`` voxels are
+    dropped; the largest is the one with most voxels, the first found (in voxel order) among equals. Instead of
+    casting the labelmap to 32 bits and relabelling the whole volume again (three 32-bit copies, e.g. 1.3 GB for
+    512 x 512 x 300), the island sizes are counted slab by slab. The test suite checks that the result and the
+    counts equal vtkITKIslandMath's.
+
+    :param voxels: the labelmap (k, j, i); non-zero is inside.
+    :param operation: KEEP_LARGEST_ISLAND or REMOVE_SMALL_ISLANDS.
+    :return: (bool mask of the voxels kept, islands found, islands kept).
+    """
+    import SimpleITK as sitk
+
+    checkChoice("islands operation", operation, (KEEP_LARGEST_ISLAND, REMOVE_SMALL_ISLANDS))
+    image = sitk.GetImageFromArray((voxels != 0).view(np.uint8))
+    labeller = sitk.ConnectedComponentImageFilter()
+    labeller.SetFullyConnected(False)
+    labelImage = labeller.Execute(image)
+    del image
+    found = int(labeller.GetObjectCount())
+    labels = sitk.GetArrayViewFromImage(labelImage)
+    slab = max(1, 2**24 // max(1, labels[0].size))  # about 16 M voxels at a time: bounded temporary copies
+    sizes = np.zeros(found + 1, np.int64)
+    for k in range(0, len(labels), slab):
+        sizes += np.bincount(labels[k:k + slab].ravel(), minlength=found + 1)
+    sizes[0] = 0
+    large = sizes >= minimumSize
+    large[0] = False
+    kept = int(large.sum())
+    if operation == KEEP_LARGEST_ISLAND and kept:
+        large[:] = False
+        large[int(np.argmax(sizes))] = True  # the first of the largest, as the relabelling's stable order
+        kept = 1
+    keep = np.empty(labels.shape, bool)
+    for k in range(0, len(labels), slab):
+        keep[k:k + slab] = large[labels[k:k + slab]]
+    return keep, found, kept
+
+
 class SegmentEditor:
     """``vtkSlicerSegmentEditorLogic`` on one segmentation and source volume, with the effects' operations.
 
@@ -263,34 +305,16 @@ class SegmentEditor:
             voxelVolume = float(np.prod(labelmap.GetSpacing()))
             minimumSize = int(math.ceil(minimumSizeMm3 / voxelVolume - 1e-9))
         minimumSize = 1000 if minimumSize is None else int(minimumSize)
-        cast = vtk.vtkImageCast()
-        cast.SetInputData(labelmap)
-        cast.SetOutputScalarTypeToUnsignedInt()
-        islandMath = slicer.vtkITKIslandMath()
-        islandMath.SetInputConnection(cast.GetOutputPort())
-        islandMath.SetFullyConnected(False)
-        islandMath.SetMinimumSize(minimumSize)
-        islandMath.Update()
-        found, kept = islandMath.GetOriginalNumberOfIslands(), islandMath.GetNumberOfIslands()
-        # Island labels are ordered by size: label 1 is the largest island that reached the minimum size.
-        threshold = vtk.vtkImageThreshold()
-        threshold.SetInputConnection(islandMath.GetOutputPort())
-        if kept == 0:
-            threshold.ThresholdByLower(0)
-            threshold.SetInValue(0)
-            threshold.SetOutValue(0)
-        elif operation == KEEP_LARGEST_ISLAND:
-            threshold.ThresholdBetween(1, 1)
-            threshold.SetInValue(1)
-            threshold.SetOutValue(0)
-            kept = 1
-        else:
-            threshold.ThresholdByLower(0)
-            threshold.SetInValue(0)
-            threshold.SetOutValue(1)
-        threshold.SetOutputScalarType(vtk.VTK_UNSIGNED_CHAR)
-        threshold.Update()
-        self._modify(segmentId, self._orientedCopy(threshold.GetOutput(), labelmap))
+        dims = labelmap.GetDimensions()
+        voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1])
+        keep, found, kept = islandsMask(voxels, operation, minimumSize)
+        result = vtk.vtkImageData()
+        result.SetDimensions(dims)
+        result.SetExtent(labelmap.GetExtent())
+        result.GetPointData().SetScalars(numpy_support.numpy_to_vtk(keep.ravel().view(np.uint8), deep=True,
+                                                                    array_type=vtk.VTK_UNSIGNED_CHAR))
+        del keep
+        self._modify(segmentId, self._orientedCopy(result, labelmap))
         return {"islands": int(found), "kept": int(kept), "minimumSizeVoxels": minimumSize}
 
     def smoothing(self, segmentId: str, smoothingMethod: str = MEDIAN, kernelSizeMm: float = 3.0,

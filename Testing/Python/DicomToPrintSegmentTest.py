@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
+from vtk.util import numpy_support
 
 import DicomToPrintTesting as testing
 from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, DicomToPrintParameters, levels, sampledata, segment
@@ -56,6 +57,47 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         # and no voxel is left at the specks
         ijk = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
         self.assertEqual([int(result[k, j, i]) for i, j, k in ijk], [0, 0])
+
+    def test_islandsEqualVtkItkIslandMath(self):
+        # what Slicer's Islands effect runs: the labelmap cast to 32 bits, vtkITKIslandMath, label 1 or all labels
+        def islandMath(mask, operation, minimumSize):
+            image = vtk.vtkImageData()
+            image.SetDimensions(mask.shape[::-1])
+            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.ravel().astype(np.uint32), deep=True))
+            math = slicer.vtkITKIslandMath()
+            math.SetInputData(image)
+            math.SetFullyConnected(False)
+            math.SetMinimumSize(minimumSize)
+            math.Update()
+            labels = numpy_support.vtk_to_numpy(math.GetOutput().GetPointData().GetScalars()).reshape(mask.shape)
+            kept = math.GetNumberOfIslands()
+            if operation == segment.KEEP_LARGEST_ISLAND:
+                return labels == 1, math.GetOriginalNumberOfIslands(), min(kept, 1)
+            return labels > 0, math.GetOriginalNumberOfIslands(), kept
+
+        rng = np.random.default_rng(7)
+        blobs = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(
+            sitk.GetImageFromArray(rng.random((40, 60, 50)).astype(np.float32)), 1.5)) > 0.52
+        # two islands of exactly 27 voxels (a tie for the largest, and exactly the minimum size), and one of 26
+        ties = np.zeros((20, 20, 20), np.uint8)
+        ties[2:5, 2:5, 2:5] = 1
+        ties[10:13, 10:13, 10:13] = 1
+        ties[15:18, 2:5, 15:18] = 1
+        ties[17, 4, 17] = 0
+        # islands touching only at an edge or a corner are separate (face connectivity)
+        diagonal = np.zeros((6, 6, 6), np.uint8)
+        diagonal[1, 1, 1] = diagonal[2, 2, 1] = diagonal[3, 3, 3] = diagonal[3, 3, 4] = 1
+        cases = [(blobs, 1), (blobs, 50), (blobs, 10**6), (ties, 27), (ties, 28), (ties, 1), (diagonal, 1)]
+        for mask, minimumSize in cases:
+            for operation in (segment.KEEP_LARGEST_ISLAND, segment.REMOVE_SMALL_ISLANDS):
+                with self.subTest(shape=mask.shape, minimumSize=minimumSize, operation=operation):
+                    expected, found, kept = islandMath(mask, operation, minimumSize)
+                    keep, foundHere, keptHere = segment.islandsMask(mask, operation, minimumSize)
+                    self.assertEqual((foundHere, keptHere), (found, kept))
+                    np.testing.assert_array_equal(keep, expected)
+        self.assertGreater(islandMath(blobs, segment.REMOVE_SMALL_ISLANDS, 1)[1], 10)
+        self.assertEqual(islandMath(ties, segment.REMOVE_SMALL_ISLANDS, 27)[1:], (3, 2))
+        self.assertEqual(islandMath(diagonal, segment.REMOVE_SMALL_ISLANDS, 1)[1:], (3, 3))
 
     def test_removeSmallIslandsKeepsEverythingLargeEnough(self):
         volume, segmentation = self.load("twoparts", shape=(96, 96, 40))
