@@ -48,6 +48,9 @@ def _convertParser() -> argparse.ArgumentParser:
     group.add_argument("--series", metavar="UID|N", default="",
                        help="series to convert: SeriesInstanceUID or number from --list-series "
                             "(default: the largest CT or MR series)")
+    group.add_argument("--missing-slices", choices=["interpolate", "refuse"], default="interpolate",
+                       help="a missing slice (a gap of two or more spacings): interpolate it from its neighbours, "
+                            "with a warning (default), or refuse the series")
     group = parser.add_argument_group("segmentation (Slicer's Segment Editor effects)")
     group.add_argument("--threshold", nargs=2, type=float, metavar=("MIN", "MAX"),
                        help="explicit threshold range (wins over everything else)")
@@ -110,8 +113,9 @@ def _convertParser() -> argparse.ArgumentParser:
     group.add_argument("--report", metavar="OUT.json",
                        help="the JSON report (default: beside the STL, same name with .json)")
     group.add_argument("--no-preview", action="store_true", help="do not write the PNG preview beside the STL")
-    group.add_argument("--threads", type=int, metavar="N",
-                       help="threads for VTK and ITK (default: their own choice); the output does not depend on it")
+    group.add_argument("--threads", type=int, metavar="N", default=os.cpu_count() or 1,
+                       help="threads for VTK, ITK and the decimation (default: one per core, here %(default)s); the "
+                            "output does not depend on it")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     group.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
@@ -119,7 +123,8 @@ def _convertParser() -> argparse.ArgumentParser:
 
 def _parameters(args) -> DicomToPrintParameters:
     values = dict(
-        series=args.series, preset=args.preset or "", autoThresholdMethod=args.auto_threshold,
+        series=args.series, missingSlices=args.missing_slices.upper(), preset=args.preset or "",
+        autoThresholdMethod=args.auto_threshold,
         islandsOperation=_ISLANDS[args.islands], islandsMinimumSizeMm3=args.min_island_mm3,
         smoothingMethod=_SMOOTHING[args.smoothing], kernelSizeMm=args.kernel_mm,
         gaussianStandardDeviationMm=args.kernel_mm, surfacePlacement=_PLACEMENT[args.surface],
@@ -216,8 +221,7 @@ def _convert(argv) -> int:
     if not args.output:
         parser.error("the output file is required: -o OUT.stl")
     parameters = _parameters(args)
-    if args.threads:
-        setThreads(args.threads)
+    setThreads(args.threads)
     progress = _Progress(not args.quiet)
     try:
         result = DicomToPrintLogic().run(args.input, args.output, parameters, reportPath=args.report,
@@ -257,7 +261,8 @@ def _reproduce(argv) -> int:
     parser.add_argument("input", metavar="INPUT_DIR", help="folder with the DICOM files")
     parser.add_argument("-o", "--output", metavar="OUT.stl", required=True, help="STL file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--threads", type=int, metavar="N", help="threads for VTK and ITK")
+    parser.add_argument("--threads", type=int, metavar="N", default=os.cpu_count() or 1,
+                        help="threads for VTK, ITK and the decimation (default: one per core)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     try:
@@ -270,8 +275,7 @@ def _reproduce(argv) -> int:
                                 f"({type(error).__name__}: {error})") from error
     values["overwrite"] = args.overwrite
     parameters = DicomToPrintParameters.fromDict(values)
-    if args.threads:
-        setThreads(args.threads)
+    setThreads(args.threads)
     progress = _Progress(not args.quiet)
     try:
         result = DicomToPrintLogic().run(args.input, args.output, parameters, progressCallback=progress)

@@ -124,6 +124,11 @@ class DicomToPrintInputTest(unittest.TestCase):
         with self.assertRaisesRegex(DicomToPrintError, r"slices are missing \(1 after 3\.50 mm along the slice normal"):
             self.convert(name="refused", missingSlices="REFUSE")
         self.assertFalse(os.path.exists(os.path.join(self.output, "refused.stl")))
+        refusedByCli = os.path.join(self.output, "cli.stl")
+        code, _, err = runCli(self.folder, "-o", refusedByCli, "--missing-slices", "refuse", "-q")
+        self.assertEqual(code, 1)
+        self.assertIn("slices are missing (1 after 3.50 mm along the slice normal", err)
+        self.assertFalse(os.path.exists(refusedByCli))
 
     def test_04_obliqueSeriesLandsWhereTheAnatomyIs(self):
         a, b = np.radians(30.0), np.radians(20.0)
