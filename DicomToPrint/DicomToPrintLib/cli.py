@@ -18,7 +18,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from . import export, sampledata, segment, surface
 from .logic import AUTO_THRESHOLD_METHODS, DicomToPrintLogic, DicomToPrintParameters, __version__
@@ -171,12 +173,19 @@ def _format(args) -> str:
 
 
 class _Progress:
-    """One line per step on stderr (a terminal shows them updating in place)."""
+    """One line per step on stderr (a terminal shows them updating in place), and Ctrl-C as a Cancel.
+
+    Used as a context manager it takes over Ctrl-C: the first one asks the run to stop, which it does at its
+    next checkpoint (within a second or so), cleanly, with no output left; a second one stops at once. (A
+    KeyboardInterrupt raised inside VTK's progress observers would make VTK exit the process on the spot.)
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.inPlace = enabled and sys.stderr.isatty()
         self.last = None
+        self.interrupted = False
+        self._previousHandler = None
 
     def __call__(self, text: str, percent: float) -> bool:
         if self.enabled and text != self.last:
@@ -184,9 +193,21 @@ class _Progress:
             end = "\r" if self.inPlace else "\n"
             sys.stderr.write(f"[{percent:5.1f}%] {text:<60}{end}")
             sys.stderr.flush()
-        return False  # never cancels; Ctrl-C does
+        return self.interrupted
 
-    def finish(self) -> None:
+    def _onInterrupt(self, signum, frame) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def __enter__(self) -> _Progress:
+        if threading.current_thread() is threading.main_thread():
+            self._previousHandler = signal.signal(signal.SIGINT, self._onInterrupt)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previousHandler is not None:
+            signal.signal(signal.SIGINT, self._previousHandler)
         if self.inPlace:
             sys.stderr.write("\n")
 
@@ -222,12 +243,9 @@ def _convert(argv) -> int:
         parser.error("the output file is required: -o OUT.stl")
     parameters = _parameters(args)
     setThreads(args.threads)
-    progress = _Progress(not args.quiet)
-    try:
+    with _Progress(not args.quiet) as progress:
         result = DicomToPrintLogic().run(args.input, args.output, parameters, reportPath=args.report,
                                          progressCallback=progress)
-    finally:
-        progress.finish()
     _printResult(result)
     return 0
 
@@ -276,11 +294,8 @@ def _reproduce(argv) -> int:
     values["overwrite"] = args.overwrite
     parameters = DicomToPrintParameters.fromDict(values)
     setThreads(args.threads)
-    progress = _Progress(not args.quiet)
-    try:
+    with _Progress(not args.quiet) as progress:
         result = DicomToPrintLogic().run(args.input, args.output, parameters, progressCallback=progress)
-    finally:
-        progress.finish()
     _printResult(result)
     recordedVersion = recorded.get("software", {}).get("dicomtoprint")
     if recordedVersion != __version__:

@@ -16,7 +16,7 @@ import tempfile
 
 import vtk
 
-from .runtime import DicomToPrintError, checkChoice, isSlicerApplication
+from .runtime import DicomToPrintError, checkChoice, checkpoint, isSlicerApplication
 
 LPS = "LPS"
 RAS = "RAS"
@@ -185,7 +185,9 @@ def writePreview(polyData, outputPath: str, thickness=None, limitMm: float = 1.0
         text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
         text.SetPosition(10, 10)
         window.GetRenderers().GetFirstRenderer().AddViewProp(text)
+    checkpoint()
     window.Render()
+    checkpoint()
     capture = vtk.vtkWindowToImageFilter()
     capture.SetInput(window)
     capture.Update()

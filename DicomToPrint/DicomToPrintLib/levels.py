@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from .runtime import checkpoint, execute
+
 
 def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Volume of {u in [0,1]^3 : m . u < c}, for rows of m (N, 3) and c (N,): the fraction of a voxel on the
@@ -122,6 +124,7 @@ def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink) -> tuple[np.ndarra
     total = np.empty((kc, jc, ic), np.float32)
     count = np.empty((kc, jc, ic), np.float32)
     for c in range(kc):
+        checkpoint()
         slab = (slice(c * fk, (c + 1) * fk), slice(0, jc * fj), slice(0, ic * fi))
         inRing = ring[slab]
         total[c] = np.where(inRing, values[slab], 0).reshape(fk, jc, fj, ic, fi).mean(axis=(0, 2, 4))
@@ -168,9 +171,13 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     hu = values[box]  # a view: the volume is never copied whole
     inside = mask[box].astype(bool)
     # signed distance (mm) from each voxel centre to the object's boundary, negative inside (a view of the image)
-    distanceImage = sitk.SignedMaurerDistanceMap(_image(inside.view(np.uint8), spacing), insideIsPositive=False,
-                                                 squaredDistance=False, useImageSpacing=True)
+    distanceFilter = sitk.SignedMaurerDistanceMapImageFilter()
+    distanceFilter.SetInsideIsPositive(False)
+    distanceFilter.SetSquaredDistance(False)
+    distanceFilter.SetUseImageSpacing(True)
+    distanceImage = execute(distanceFilter, _image(inside.view(np.uint8), spacing))
     distance = sitk.GetArrayViewFromImage(distanceImage)
+    checkpoint()
     # Voxels a voxel and a half or more from the boundary hold one material only (nearer ones may be partial
     # and would pull the levels towards each other); three voxels is still "near".
     innerRing = (distance <= -1.5 * h) & (distance >= -3 * h)
@@ -198,11 +205,14 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
         weight = 0.05
         total, count = _binnedRing(ring, hu, shrink)
         total = _smoothedAt(total, spacing, shrink, sigmaMm, near)
+        checkpoint()
         count = _smoothedAt(count, spacing, shrink, sigmaMm, near)
         return (total + weight * globalLevel) / (count + weight)
 
     upper = localLevel(innerRing, insideLevel)
+    checkpoint()
     lower = localLevel(outerRing, outsideLevel)
+    checkpoint()
     del innerRing, outerRing
     contrast = upper - lower
     minimumContrast = 0.2 * abs(insideLevel - outsideLevel)

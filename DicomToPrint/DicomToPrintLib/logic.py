@@ -9,6 +9,7 @@ Inside Slicer the logic works on ``slicer.mrmlScene``; on slicer-core it sets up
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -17,6 +18,7 @@ from . import dicom, display, export, levels, mesh, segment, surface
 from .runtime import (
     DicomToPrintError,
     SlicerContext,
+    cancellable,
     capturedVtkMessages,
     checkChoice,
     logger,
@@ -463,114 +465,124 @@ class DicomToPrintLogic:
             reportProgress(progressCallback, text, bounds[stage][0])
             return time.perf_counter()
 
-        succeeded = False
-        try:
-            with capturedVtkMessages() as messages:
-                t = begin("find", "Finding DICOM series")
-                scan = self.findSeries(inputDicomFolder, progress("find"))
-                series = scan.selectSeries(parameters.series or None)
-                seriesReport = {**series.summary(), "selection": scan.selectionRule(parameters.series or None),
-                                "filesSkipped": dict(scan.skipped)}
-                timings["find"] = time.perf_counter() - t
-                logger.info("Series: %s", seriesReport)
+        succeeded, created = False, []  # files this run has written, removed again if it fails
+        with cancellable(progressCallback) as progressCallback:
+            try:
+                with capturedVtkMessages() as messages:
+                    t = begin("find", "Finding DICOM series")
+                    scan = self.findSeries(inputDicomFolder, progress("find"))
+                    series = scan.selectSeries(parameters.series or None)
+                    seriesReport = {**series.summary(), "selection": scan.selectionRule(parameters.series or None),
+                                    "filesSkipped": dict(scan.skipped)}
+                    timings["find"] = time.perf_counter() - t
+                    logger.info("Series: %s", seriesReport)
 
-                t = begin("load", f"Loading {series.numberOfSlices} slices")
-                loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
-                volume = loaded.volumeNode
-                nodes.append(volume)
-                warnings.extend(loaded.warnings)
-                seriesReport["geometry"] = loaded.geometry
-                inputFingerprint = dicom.fingerprint(volume)
-                timings["load"] = time.perf_counter() - t
+                    t = begin("load", f"Loading {series.numberOfSlices} slices")
+                    loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
+                    volume = loaded.volumeNode
+                    nodes.append(volume)
+                    warnings.extend(loaded.warnings)
+                    seriesReport["geometry"] = loaded.geometry
+                    inputFingerprint = dicom.fingerprint(volume)
+                    timings["load"] = time.perf_counter() - t
 
-                t = begin("segment", "Segmenting")
-                segmentationNode, segments = self._segmentStructures(volume, parameters, structures,
-                                                                     series.modality)
-                nodes.append(segmentationNode)
-                timings["segment"] = time.perf_counter() - t
+                    t = begin("segment", "Segmenting")
+                    segmentationNode, segments = self._segmentStructures(volume, parameters, structures,
+                                                                         series.modality)
+                    nodes.append(segmentationNode)
+                    timings["segment"] = time.perf_counter() - t
 
-                t = begin("surface", "Creating the closed surface" + ("s" if len(segments) > 1 else ""))
-                meshes = {}
-                for segmentResult in segments:
-                    polyData, segmentResult.surface, log = self.createSurface(
-                        segmentationNode, segmentResult.segmentId, volume, parameters)
-                    segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
-                    segmentResult.repair = {"surface": log.asDict()}
-                    meshes[segmentResult.segmentId] = polyData
-                timings["surface"] = time.perf_counter() - t
+                    t = begin("surface", "Creating the closed surface" + ("s" if len(segments) > 1 else ""))
+                    meshes = {}
+                    for segmentResult in segments:
+                        polyData, segmentResult.surface, log = self.createSurface(
+                            segmentationNode, segmentResult.segmentId, volume, parameters)
+                        segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
+                        segmentResult.repair = {"surface": log.asDict()}
+                        meshes[segmentResult.segmentId] = polyData
+                    timings["surface"] = time.perf_counter() - t
 
-                total = sum(m.GetNumberOfPolys() for m in meshes.values())
-                t = begin("decimate", f"Decimating and repairing {total} triangles")
-                for segmentResult in segments:
-                    polyData = meshes[segmentResult.segmentId]
-                    share = parameters
-                    if parameters.targetTriangles > 0 and len(segments) > 1:  # the budget, shared by size
-                        share = replace(parameters, targetTriangles=max(
-                            4, int(parameters.targetTriangles * polyData.GetNumberOfPolys() / max(total, 1))))
-                    polyData, decimation, log = self.decimate(polyData, share)
-                    if decimation["attempts"] and decimation["triangles"] > decimation["requestedTriangles"]:
-                        warnings.append(f"{segmentResult.name}: decimation kept {decimation['triangles']} triangles "
-                                        f"(asked for {decimation['requestedTriangles']}) to keep the mesh closed")
-                    segmentResult.decimation, segmentResult.repair["decimated"] = decimation, log.asDict()
-                    segmentResult.triangles = polyData.GetNumberOfPolys()
-                    meshes[segmentResult.segmentId] = polyData
-                partsSeparation = {}
-                if len(segments) > 1:  # neighbouring structures must not cross where they touch
-                    separated, separation = mesh.separateParts([meshes[s.segmentId] for s in segments])
-                    meshes = {s.segmentId: m for s, m in zip(segments, separated, strict=True)}
-                    partsSeparation = separation
-                    if separation["crossingsLeft"]:
-                        warnings.append(f"{separation['crossingsLeft']} triangle pairs of different structures still "
-                                        "cross after separating them")
-                for segmentResult in segments:
-                    surface.setClosedSurface(segmentationNode, segmentResult.segmentId,
-                                             meshes[segmentResult.segmentId])
-                timings["decimate"] = time.perf_counter() - t
+                    total = sum(m.GetNumberOfPolys() for m in meshes.values())
+                    t = begin("decimate", f"Decimating and repairing {total} triangles")
+                    for segmentResult in segments:
+                        polyData = meshes[segmentResult.segmentId]
+                        share = parameters
+                        if parameters.targetTriangles > 0 and len(segments) > 1:  # the budget, shared by size
+                            share = replace(parameters, targetTriangles=max(
+                                4, int(parameters.targetTriangles * polyData.GetNumberOfPolys() / max(total, 1))))
+                        polyData, decimation, log = self.decimate(polyData, share)
+                        if decimation["attempts"] and decimation["triangles"] > decimation["requestedTriangles"]:
+                            warnings.append(f"{segmentResult.name}: decimation kept {decimation['triangles']} "
+                                            f"triangles (asked for {decimation['requestedTriangles']}) to keep the "
+                                            "mesh closed")
+                        segmentResult.decimation, segmentResult.repair["decimated"] = decimation, log.asDict()
+                        segmentResult.triangles = polyData.GetNumberOfPolys()
+                        meshes[segmentResult.segmentId] = polyData
+                    partsSeparation = {}
+                    if len(segments) > 1:  # neighbouring structures must not cross where they touch
+                        separated, separation = mesh.separateParts([meshes[s.segmentId] for s in segments])
+                        meshes = {s.segmentId: m for s, m in zip(segments, separated, strict=True)}
+                        partsSeparation = separation
+                        if separation["crossingsLeft"]:
+                            warnings.append(f"{separation['crossingsLeft']} triangle pairs of different structures "
+                                            "still cross after separating them")
+                    for segmentResult in segments:
+                        surface.setClosedSurface(segmentationNode, segmentResult.segmentId,
+                                                 meshes[segmentResult.segmentId])
+                    timings["decimate"] = time.perf_counter() - t
 
-                t = begin("export", f"Writing the {parameters.exportFormat}")
-                outputPaths = self.exportModel(segmentationNode, [(s.segmentId, s.name, s.color) for s in segments],
-                                               meshes, outputPath, parameters)
-                timings["export"] = time.perf_counter() - t
+                    t = begin("export", f"Writing the {parameters.exportFormat}")
+                    toWrite = [(s.segmentId, s.name, s.color) for s in segments]
+                    outputPaths = self.exportModel(segmentationNode, toWrite, meshes, outputPath, parameters)
+                    materials = [os.path.splitext(outputPaths[0])[0] + ".mtl"] \
+                        if parameters.exportFormat == export.OBJ else []
+                    created += outputPaths + materials
+                    timings["export"] = time.perf_counter() - t
 
-                t = begin("validate", "Validating the exported model")
-                exported = [self.readModel(path, parameters.exportFormat) for path in outputPaths]
-                model = display.appendMeshes(exported) if len(exported) > 1 else exported[0]
-                report = self.validate(model, parameters)
-                fileValidations = {}
-                if len(exported) > 1:
-                    fileValidations = {path: self.validate(part, parameters)
-                                       for path, part in zip(outputPaths, exported, strict=True)}
-                timings["validate"] = time.perf_counter() - t
+                    t = begin("validate", "Validating the exported model")
+                    exported = [self.readModel(path, parameters.exportFormat) for path in outputPaths]
+                    model = display.appendMeshes(exported) if len(exported) > 1 else exported[0]
+                    report = self.validate(model, parameters)
+                    fileValidations = {}
+                    if len(exported) > 1:
+                        fileValidations = {path: self.validate(part, parameters)
+                                           for path, part in zip(outputPaths, exported, strict=True)}
+                    timings["validate"] = time.perf_counter() - t
 
-                t = begin("report", "Writing the report")
-                if previewPath:
-                    status = "printable" if report.printable else "NOT printable"
-                    previewPath = export.writePreview(
-                        model, previewPath, report.thickness, parameters.wallThicknessLimitMm,
-                        parameters.coordinateSystem, title=f"DicomToPrint: {status}; red: walls thinner than "
-                        f"{parameters.wallThicknessLimitMm:g} mm", overwrite=parameters.overwrite)
-            warnings.extend(messages.warnings)
-            timings["report"] = time.perf_counter() - t
-            timings["total"] = sum(timings.values())
-            written = [*outputPaths, previewPath] + (
-                [os.path.splitext(outputPaths[0])[0] + ".mtl"] if parameters.exportFormat == export.OBJ else [])
-            result = DicomToPrintResult(
-                outputPaths=outputPaths, reportPath=None, previewPath=previewPath, series=seriesReport,
-                segments=segments, validation=report, fileValidations=fileValidations, timings=timings,
-                warnings=warnings, parameters=parameters.asDict(), inputFingerprint=inputFingerprint,
-                partsSeparation=partsSeparation,
-                outputSha256={os.path.basename(path): export.sha256(path) for path in written if path})
-            result.reportPath = export.writeJson(result.asDict(), reportPath, overwrite=parameters.overwrite)
-            reportProgress(progressCallback, "Done", 100.0)
-            if keepNodes:
-                result.volumeNode, result.segmentationNode = nodes
-                result.reportTableNode = self.reportTable(report, result=result)
-            succeeded = True
-            return result
-        finally:
-            if not (keepNodes and succeeded):
-                for node in nodes:
-                    self.context.removeNode(node)
+                    t = begin("report", "Writing the report")
+                    if previewPath:
+                        status = "printable" if report.printable else "NOT printable"
+                        previewPath = export.writePreview(
+                            model, previewPath, report.thickness, parameters.wallThicknessLimitMm,
+                            parameters.coordinateSystem, title=f"DicomToPrint: {status}; red: walls thinner than "
+                            f"{parameters.wallThicknessLimitMm:g} mm", overwrite=parameters.overwrite)
+                        created.append(previewPath)
+                warnings.extend(messages.warnings)
+                timings["report"] = time.perf_counter() - t
+                timings["total"] = sum(timings.values())
+                written = [*outputPaths, previewPath, *materials]
+                result = DicomToPrintResult(
+                    outputPaths=outputPaths, reportPath=None, previewPath=previewPath, series=seriesReport,
+                    segments=segments, validation=report, fileValidations=fileValidations, timings=timings,
+                    warnings=warnings, parameters=parameters.asDict(), inputFingerprint=inputFingerprint,
+                    partsSeparation=partsSeparation,
+                    outputSha256={os.path.basename(path): export.sha256(path) for path in written if path})
+                result.reportPath = export.writeJson(result.asDict(), reportPath, overwrite=parameters.overwrite)
+                created.append(result.reportPath)
+                reportProgress(progressCallback, "Done", 100.0)
+                if keepNodes:
+                    result.volumeNode, result.segmentationNode = nodes
+                    result.reportTableNode = self.reportTable(report, result=result)
+                succeeded = True
+                return result
+            finally:
+                if not succeeded:  # cancelled or failed after writing: no model without its report
+                    for path in created:
+                        with contextlib.suppress(OSError):
+                            os.remove(path)
+                if not (keepNodes and succeeded):
+                    for node in nodes:
+                        self.context.removeNode(node)
 
     def _segmentStructures(self, volumeNode, parameters: DicomToPrintParameters, structures, modality: str):
         """Every structure into one segmentation: all thresholds first, in order (a later structure takes the

@@ -21,6 +21,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from .runtime import checkpoint, threadCount, update, waitCancellable
 from .validate import (
     edgeUse,
     labelShells,
@@ -37,7 +38,7 @@ from .validate import (
 
 def _run(algorithm, polyData) -> vtk.vtkPolyData:
     algorithm.SetInputData(polyData)
-    algorithm.Update()
+    update(algorithm)
     output = vtk.vtkPolyData()
     output.ShallowCopy(algorithm.GetOutput())
     return output
@@ -160,6 +161,7 @@ def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData,
         bad = _badEdgeTriangles(triangles)
         if not bad.any():
             break
+        checkpoint()
         polyData = cutAndFill(polyData, bad)
     return polyData, found or 0
 
@@ -346,16 +348,21 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False) ->
     """
     log = RepairLog()
     polyData = cleanMesh(triangulate(polyData))
+    checkpoint()
     if final:
         polyData, log.duplicateTriangles = removeDuplicateTriangles(polyData)
     polyData, log.smallShellsRemoved = removeSmallShells(polyData, minimumShellVolumeMm3)
+    checkpoint()
     polyData, log.openOrNonManifoldEdges = closeDefects(polyData)
     if final:
+        checkpoint()
         polyData, log.degenerateTriangles = removeDegenerateTriangles(polyData)
+        checkpoint()
         polyData, log.selfIntersections, log.selfIntersectionsLeft = removeSelfIntersections(polyData)
         if not isClosedManifold(polyData):  # what the cutting and filling left
             polyData, more = closeDefects(polyData)
             log.openOrNonManifoldEdges += more
+        checkpoint()
         polyData, log.shellsFlipped = orientShells(polyData)
         polyData, log.nonManifoldVerticesSplit = splitNonManifoldVertices(polyData)
     return polyData, log
@@ -414,8 +421,6 @@ def decimateInPieces(polyData, targetTriangles: int, pieces: int = DECIMATION_PI
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .runtime import threadCount
-
     points, triangles = pointsArray(polyData), trianglesArray(polyData)
     axis = int(np.argmax(np.ptp(points, axis=0)))
     centres = points[triangles].mean(axis=1)[:, axis]
@@ -431,17 +436,26 @@ def decimateInPieces(polyData, targetTriangles: int, pieces: int = DECIMATION_PI
         originalIds.SetName("OriginalPointId")
         piece.GetPointData().AddArray(originalIds)
         decimator = vtk.vtkDecimatePro()
+        decimators.append(decimator)
         decimator.SetTargetReduction(1.0 - targetTriangles / len(triangles))
         decimator.PreserveTopologyOn()  # no holes, no splitting: the surface stays closed
         decimator.SplittingOff()
         decimator.BoundaryVertexDeletionOff()  # the seam stays exactly as it is, on both sides
         decimator.SetMaximumError(vtk.VTK_DOUBLE_MAX)  # the target decides, as for the quadric decimation
-        decimated = _run(decimator, piece)
+        decimator.SetInputData(piece)
+        decimator.Update()  # in a worker thread: the main thread watches for a cancel
+        decimated = decimator.GetOutput()
         ids = numpy_support.vtk_to_numpy(decimated.GetPointData().GetArray("OriginalPointId"))
         return ids[trianglesArray(decimated)]
 
+    decimators = []
     with ThreadPoolExecutor(max_workers=max(1, min(pieces, threadCount()))) as pool:
-        joined = np.vstack(list(pool.map(decimateSlab, slabs)))
+        try:
+            joined = np.vstack(waitCancellable([pool.submit(decimateSlab, slab) for slab in slabs]))
+        except BaseException:
+            for decimator in decimators:  # stop the running slabs so that leaving the pool does not wait
+                decimator.SetAbortExecute(1)
+            raise
     if len(joined) > targetTriangles:
         return None
     used, compact = np.unique(joined, return_inverse=True)

@@ -7,8 +7,10 @@ libraries but no application: there the scene and the logics are set up here, in
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+import time
 from contextlib import contextmanager
 
 import slicer
@@ -201,3 +203,137 @@ def reportProgress(progressCallback, text: str, percent: float) -> None:
     logger.info("%3d%% %s", round(percent), text)
     if progressCallback is not None and progressCallback(text, percent):
         raise ProcessingCancelled(f"Cancelled at: {text}")
+
+
+#: How often, at most, :func:`checkpoint` calls the progress callback again (seconds). Often enough for a
+#: Cancel button (and the panel's redraws) to answer within a second, rarely enough to cost nothing.
+CHECKPOINT_INTERVAL = 0.2
+
+
+class _ProgressState:
+    def __init__(self, progressCallback):
+        self.progressCallback = progressCallback
+        self.text, self.percent, self.lastCall = "", 0.0, time.monotonic()
+
+    def __call__(self, text: str, percent: float) -> bool:
+        self.text, self.percent, self.lastCall = text, percent, time.monotonic()
+        return bool(self.progressCallback(text, percent))
+
+
+# a context variable, not a global: batch workers on Dask may run two series in two threads of one process
+_activeProgress: contextvars.ContextVar[_ProgressState | None] = contextvars.ContextVar("dicomtoprint_progress",
+                                                                                         default=None)
+
+
+@contextmanager
+def cancellable(progressCallback):
+    """Let the steps inside this block be cancelled, not only between them.
+
+    Yields the callback to pass on (it remembers the last text and percentage). Inside the block,
+    :func:`checkpoint` and :func:`update` - called within the long steps, in the library's loops and on VTK's
+    progress events - call the callback again with the last text every :data:`CHECKPOINT_INTERVAL` seconds, so
+    a True return (Cancel) stops the run within a second even in the middle of a step. Outside such a block
+    (or with no callback) they cost nothing.
+    """
+    if progressCallback is None:
+        yield None
+        return
+    state = _ProgressState(progressCallback)
+    token = _activeProgress.set(state)
+    try:
+        yield state
+    finally:
+        _activeProgress.reset(token)
+
+
+def checkpoint() -> None:
+    """Within :func:`cancellable`: ask the progress callback again if it has not been asked for a while.
+
+    :raises ProcessingCancelled: when it answers True.
+    """
+    state = _activeProgress.get()
+    if state is not None and time.monotonic() - state.lastCall >= CHECKPOINT_INTERVAL:
+        if state(state.text, state.percent):
+            raise ProcessingCancelled(f"Cancelled at: {state.text}")
+
+
+def update(algorithm) -> None:
+    """``algorithm.Update()``, cancellable within :func:`cancellable` through the filter's progress events.
+
+    A cancel sets the filter's AbortExecute flag (VTK's filters stop their loops on it) and raises
+    ProcessingCancelled once it has returned. Python exceptions cannot cross VTK's observer calls (and a Ctrl-C
+    inside one makes VTK exit the process), so the observer only records what happened.
+    """
+    if _activeProgress.get() is None:
+        algorithm.Update()
+        return
+    stopped = []
+
+    def onProgress(caller, event):
+        try:
+            if not stopped:
+                checkpoint()
+        except (ProcessingCancelled, KeyboardInterrupt) as reason:
+            stopped.append(reason)
+            caller.SetAbortExecute(1)
+
+    tag = algorithm.AddObserver(vtk.vtkCommand.ProgressEvent, onProgress)
+    try:
+        algorithm.Update()
+    finally:
+        algorithm.RemoveObserver(tag)
+    if stopped:
+        algorithm.SetAbortExecute(0)
+        raise stopped[0]
+
+
+def execute(itkFilter, *images):
+    """``itkFilter.Execute(*images)`` for a SimpleITK filter object, cancellable like :func:`update`.
+
+    A cancel calls the filter's Abort(); ITK then stops and SimpleITK raises, which becomes ProcessingCancelled.
+    """
+    if _activeProgress.get() is None:
+        return itkFilter.Execute(*images)
+    import SimpleITK as sitk
+
+    stopped = []
+
+    def onProgress():
+        try:
+            if not stopped:
+                checkpoint()
+        except (ProcessingCancelled, KeyboardInterrupt) as reason:
+            stopped.append(reason)
+            itkFilter.Abort()
+
+    itkFilter.AddCommand(sitk.sitkProgressEvent, onProgress)
+    try:
+        result = itkFilter.Execute(*images)
+    except RuntimeError:
+        if stopped:
+            raise stopped[0] from None
+        raise
+    finally:
+        itkFilter.RemoveAllCommands()
+    if stopped:
+        raise stopped[0]
+    return result
+
+
+def waitCancellable(futures) -> list:
+    """The results of ``futures`` (in order), calling :func:`checkpoint` while they run.
+
+    On a cancel the futures not yet started are dropped; running ones finish in the background.
+    """
+    from concurrent.futures import wait
+
+    pending = set(futures)
+    try:
+        while pending:
+            _, pending = wait(pending, timeout=CHECKPOINT_INTERVAL)
+            checkpoint()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return [future.result() for future in futures]

@@ -22,7 +22,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .runtime import DicomToPrintError, SlicerContext, checkChoice
+from .runtime import DicomToPrintError, SlicerContext, checkChoice, checkpoint, execute, update
 
 # Threshold presets: (lower, upper) in HU; upper None means "up to the highest value in the volume", so metal
 # and dense bone above the nominal 3071 HU are not cut out. Bone and soft tissue are the ranges users of
@@ -168,13 +168,15 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     image = sitk.GetImageFromArray((voxels != 0).view(np.uint8))
     labeller = sitk.ConnectedComponentImageFilter()
     labeller.SetFullyConnected(False)
-    labelImage = labeller.Execute(image)
+    labelImage = execute(labeller, image)
     del image
+    checkpoint()
     found = int(labeller.GetObjectCount())
     labels = sitk.GetArrayViewFromImage(labelImage)
     slab = max(1, 2**24 // max(1, labels[0].size))  # about 16 M voxels at a time: bounded temporary copies
     sizes = np.zeros(found + 1, np.int64)
     for k in range(0, len(labels), slab):
+        checkpoint()
         sizes += np.bincount(labels[k:k + slab].ravel(), minlength=found + 1)
     sizes[0] = 0
     large = sizes >= minimumSize
@@ -186,6 +188,7 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
         kept = 1
     keep = np.empty(labels.shape, bool)
     for k in range(0, len(labels), slab):
+        checkpoint()
         keep[k:k + slab] = large[labels[k:k + slab]]
     return keep, found, kept
 
@@ -280,7 +283,7 @@ class SegmentEditor:
         threshold.SetInValue(1)
         threshold.SetOutValue(0)
         threshold.SetOutputScalarType(modifier.GetScalarType())
-        threshold.Update()
+        update(threshold)
         modifier.DeepCopy(threshold.GetOutput())
         self._modify(segmentId, modifier)
 
@@ -355,7 +358,7 @@ class SegmentEditor:
             result.SetInValue(1)
             result.SetOutValue(0)
             result.SetOutputScalarType(labelmap.GetScalarType())
-            result.Update()
+            update(result)
             output = result.GetOutput()
         else:
             if kernelSizeMm <= 0:
@@ -378,7 +381,7 @@ class SegmentEditor:
                 smoothingFilter.SetOpenValue(1 if opening else 0)
                 smoothingFilter.SetCloseValue(0 if opening else 1)
             smoothingFilter.SetKernelSize(*kernel)
-            smoothingFilter.Update()
+            update(smoothingFilter)
             output = smoothingFilter.GetOutput()
         modifier = self.logic.GetModifierLabelmap()
         modifier.DeepCopy(output)

@@ -25,7 +25,7 @@ import vtk
 from vtk.util import numpy_support
 
 from . import levels, segment
-from .runtime import checkChoice
+from .runtime import checkChoice, checkpoint
 from .validate import pointNormals, pointsArray, polyDataFromArrays, signedVolume, trianglesArray
 
 FLYING_EDGES = "FLYING_EDGES"
@@ -193,6 +193,8 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     values = segment.volumeArray(volumeNode)
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
     fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing())
+    del mask
+    checkpoint()
     measured, hollow = fraction, None
     if hollowWallMm > 0:
         matrix = vtk.vtkMatrix4x4()
@@ -222,6 +224,7 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         polyData = vtk.vtkPolyData()
         polyData.DeepCopy(segmentation.GetSegment("surface").GetRepresentation(CLOSED_SURFACE))
         surfaces[value] = polyData
+        checkpoint()
         return abs(signedVolume(polyData))
 
     if preserveVolume:
@@ -230,7 +233,9 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         value = 0.5
         contour(value)
     polyData = surfaces[value]
+    checkpoint()
     if refine and hollow is None:  # the inner wall of a hollow has no measured partial volumes to match
         polyData = refinePartialVolume(polyData, measured, volumeNode)
+        checkpoint()
     return SubvoxelSurface(polyData, fraction.insideLevel, fraction.outsideLevel, fraction.insideLevelSource,
                            value, partialVolume, hollow.asDict() if hollow else None)

@@ -15,6 +15,8 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from .runtime import checkpoint, update
+
 
 def trianglesArray(polyData) -> np.ndarray:
     """(N, 3) point indices of the triangles; raises ValueError if the mesh has other polygons."""
@@ -118,7 +120,7 @@ def labelShells(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int]:
     connectivity.SetInputData(polyData)
     connectivity.SetExtractionModeToAllRegions()
     connectivity.ColorRegionsOn()
-    connectivity.Update()
+    update(connectivity)
     labelled = connectivity.GetOutput()
     labels = labelled.GetCellData().GetArray("RegionId")
     if labels is None:
@@ -147,7 +149,7 @@ def shellNesting(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.
             enclosed = vtk.vtkSelectEnclosedPoints()
             enclosed.SetInputData(probeData)
             enclosed.SetSurfaceData(polyDataFromArrays(points, triangles[labels == s]))
-            enclosed.Update()
+            update(enclosed)
             inside = np.array([enclosed.IsInside(i) for i in range(shells)], bool)
             inside[s] = False
             depth += inside
@@ -214,12 +216,15 @@ def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
     iz = start[owner, 2] + local // (sx * sy)
     dims = (start + span).max(axis=0) + 1
     key = (ix * dims[1] + iy) * dims[2] + iz
+    checkpoint()
     order = np.argsort(key, kind="stable")
     key, owner = key[order], owner[order]
+    checkpoint()
     groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     groupSize = np.diff(np.concatenate([groupStart, [len(key)]]))
     candidates = []
     for size in np.unique(groupSize[groupSize > 1]):  # all pairs within each cell, batched by cell size
+        checkpoint()
         members = owner[groupStart[groupSize == size][:, None] + np.arange(size)[None, :]]
         first, second = np.triu_indices(size, 1)
         pairs = np.stack([members[:, first].ravel(), members[:, second].ravel()], axis=1)
@@ -233,8 +238,11 @@ def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
     pairs = np.concatenate(candidates)
     pairs = np.unique(np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1]))
     pairs = np.stack([pairs // n, pairs % n], axis=1)
-    crossing = [pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]], corners[pairs[i:i + chunk, 1]])]
-                for i in range(0, len(pairs), chunk)]
+    crossing = []
+    for i in range(0, len(pairs), chunk):
+        checkpoint()
+        crossing.append(pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]],
+                                                           corners[pairs[i:i + chunk, 1]])])
     return np.concatenate(crossing) if crossing else np.zeros((0, 2), np.int64)
 
 
@@ -271,6 +279,8 @@ def wallThickness(polyData, maximumMm: float = 20.0) -> np.ndarray:
     origins = points - start * normals
     ends = points - maximumMm * normals
     for i in range(len(points)):
+        if i % 4096 == 0:
+            checkpoint()
         if locator.IntersectWithLine(origins[i], ends[i], 1e-6, parameter, position, parametric, subId, cellId):
             thickness[i] = start + parameter.get() * (maximumMm - start)
     return thickness
@@ -425,7 +435,9 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     if statistics.watertight:
         _, _, volumes, depth = shellNesting(polyData)
         wrongWay = int(np.count_nonzero((volumes > 0) != (depth % 2 == 0)))
+    checkpoint()
     pinched = nonManifoldVertexCount(polyData)
+    checkpoint()
     crossings = len(selfIntersections(polyData)) if statistics.triangles else 0
     bounds = statistics.bounds
     box = [bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]] if statistics.triangles else [0.0] * 3

@@ -9,7 +9,15 @@ import unittest
 import numpy as np
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, ProcessingCancelled, export, sampledata, segment
+from DicomToPrintLib import (
+    DicomToPrintError,
+    DicomToPrintLogic,
+    ProcessingCancelled,
+    export,
+    runtime,
+    sampledata,
+    segment,
+)
 from DicomToPrintLib.validate import pointsArray
 
 # The midpoint between tissue (40 HU) and bone (1000 HU): where the partial-volume boundary is.
@@ -181,6 +189,49 @@ class DicomToPrintPipelineTest(unittest.TestCase):
                            progressCallback=lambda text, percent: text.startswith("Creating the closed surface"))
         self.assertEqual(os.listdir(self.output), ["p.json", "p.stl"])
         self.assertEqual(self.logic.context.scene.GetNumberOfNodes(), nodesBefore)
+
+    def test_cancelWithinAStep(self):
+        """Cancel is answered inside a long step (here validation, after the STL was written): the run stops at
+        the step's next checkpoint and removes what it had written."""
+        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
+        runtime.CHECKPOINT_INTERVAL = 0.0  # every checkpoint asks
+        calls = []
+
+        def cancelInValidation(text, percent):
+            calls.append(text)
+            return calls.count("Validating the exported model") == 2  # asked again from inside the step
+
+        with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Validating the exported model"):
+            self.logic.run(testing.phantomSeries("shell"), os.path.join(self.output, "c.stl"),
+                           progressCallback=cancelInValidation)
+        self.assertIn("Writing the STL", calls)  # the STL had been written ...
+        self.assertEqual(os.listdir(self.output), [])  # ... and is gone again
+
+    def test_cancelStopsFilters(self):
+        """VTK and ITK filters run through runtime.update/execute stop on a cancel from their progress events."""
+        import SimpleITK as sitk
+        import vtk
+
+        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
+        runtime.CHECKPOINT_INTERVAL = 0.0
+        source = vtk.vtkImageNoiseSource()
+        source.SetWholeExtent(0, 199, 0, 199, 0, 99)
+        smooth = vtk.vtkImageGaussianSmooth()
+        smooth.SetInputConnection(source.GetOutputPort())
+        asked = []
+        with runtime.cancellable(lambda text, percent: asked.append(text) or True) as callback:
+            callback("Smoothing", 10.0)  # the first call (a step begins) answers True too; ignore it
+            with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Smoothing"):
+                runtime.update(smooth)
+            labeller = sitk.ConnectedComponentImageFilter()
+            with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Smoothing"):
+                runtime.execute(labeller, sitk.Image(200, 200, 100, sitk.sitkUInt8))
+        self.assertEqual(asked, ["Smoothing"] * 3)
+        smooth.Update()  # the filter works again afterwards
+        self.assertEqual(smooth.GetOutput().GetDimensions(), (200, 200, 100))
+        # outside a cancellable block the same calls just run
+        self.assertEqual(runtime.execute(sitk.ConnectedComponentImageFilter(),
+                                         sitk.Image(20, 20, 10, sitk.sitkUInt8)).GetSize(), (20, 20, 10))
 
     def test_nodesStayOnlyWhenAsked(self):
         before = self.logic.context.scene.GetNumberOfNodes()
