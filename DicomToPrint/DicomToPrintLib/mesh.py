@@ -308,9 +308,26 @@ def removeSelfIntersections(polyData, maximumIterations: int = 4) -> tuple[vtk.v
             break
         bad = np.zeros(polyData.GetNumberOfPolys(), bool)
         bad[pairs.ravel()] = True
+        before = polyData
         polyData, _ = closeDefects(cutAndFill(polyData, bad))
-        pairs = selfIntersections(polyData)
+        # Every crossing found was cut out and the rest of the mesh is unchanged, so a crossing now left
+        # involves a triangle the filling made: test only those (on a 300,000-triangle skull, 0.3 s, not 2 s).
+        pairs = selfIntersections(polyData, involving=newTriangles(before, polyData))
     return polyData, found, len(pairs)
+
+
+def newTriangles(before, after) -> np.ndarray:
+    """Mask of the triangles of ``after`` that ``before`` does not have (same three corner positions)."""
+    old, new = trianglesArray(before), trianglesArray(after)
+    points = np.concatenate([pointsArray(before), pointsArray(after)])
+    # one number per distinct corner position, then one per triangle (its sorted corner numbers)
+    rows = np.ascontiguousarray(points).view(np.dtype((np.void, points.dtype.itemsize * 3))).ravel()
+    _, position = np.unique(rows, return_inverse=True)  # rows as bytes: much faster than unique(axis=0)
+    position = position.ravel().astype(np.int64)
+    corners = np.sort(np.concatenate([position[old], position[new + len(pointsArray(before))]]), axis=1)
+    base = int(position.max()) + 1
+    key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
+    return ~np.isin(key[len(old):], key[:len(old)])
 
 
 @dataclass

@@ -192,11 +192,14 @@ def _trianglesCross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return straddle & (highA > lowB + tolerance) & (highB > lowA + tolerance)
 
 
-def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
+def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | None = None) -> np.ndarray:
     """Pairs of triangles (indices, (M, 2)) that cross each other; neighbours sharing a corner are not tested.
 
     Candidates come from a uniform grid of cells twice the median edge long (triangles sharing a cell), then
     bounding boxes, then Moeller's triangle-triangle test on numpy arrays.
+
+    :param involving: per-triangle mask: only pairs with at least one of these triangles are tested (e.g. the
+        triangles a repair has just made; the rest of the mesh was checked before).
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     n = len(triangles)
@@ -222,6 +225,9 @@ def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
     checkpoint()
     groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     groupSize = np.diff(np.concatenate([groupStart, [len(key)]]))
+    if involving is not None:  # only the cells that hold one of the triangles asked about
+        involvingCell = np.add.reduceat(involving[owner].astype(np.int64), groupStart) > 0
+        groupStart, groupSize = groupStart[involvingCell], groupSize[involvingCell]
     candidates = []
     for size in np.unique(groupSize[groupSize > 1]):  # all pairs within each cell, batched by cell size
         checkpoint()
@@ -229,6 +235,8 @@ def selfIntersections(polyData, chunk: int = 500_000) -> np.ndarray:
         first, second = np.triu_indices(size, 1)
         pairs = np.stack([members[:, first].ravel(), members[:, second].ravel()], axis=1)
         # cheap filters before removing repeats: bounding boxes overlap, no shared corner
+        if involving is not None:
+            pairs = pairs[involving[pairs[:, 0]] | involving[pairs[:, 1]]]
         a, b = pairs[:, 0], pairs[:, 1]
         keep = np.all((low[a] <= high[b]) & (low[b] <= high[a]), axis=1)
         keep &= ~(triangles[a][:, :, None] == triangles[b][:, None, :]).any(axis=(1, 2))

@@ -132,6 +132,28 @@ class DicomToPrintMeshTest(unittest.TestCase):
         repaired, found, left = mesh.removeSelfIntersections(overlapping)
         self.assertEqual((found, left), (len(pairs), 0))
         self.assertTrue(mesh.isClosedManifold(repaired))
+        self.assertEqual(len(validate.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
+
+    def test_recheckOnlyWhatTheRepairMade(self):
+        overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
+        pairs = validate.selfIntersections(overlapping)
+        # asked about some triangles only: exactly the crossing pairs that involve one of them
+        involving = np.zeros(overlapping.GetNumberOfPolys(), bool)
+        involving[pairs[::3, 0]] = True
+        expected = pairs[involving[pairs[:, 0]] | involving[pairs[:, 1]]]
+        self.assertEqual(validate.selfIntersections(overlapping, involving=involving).tolist(), expected.tolist())
+        self.assertEqual(len(validate.selfIntersections(overlapping, involving=np.zeros_like(involving))), 0)
+        # the triangles a repair made: three removed from a sphere and the hole filled
+        s = sphere(resolution=32)
+        opened = validate.polyDataFromArrays(validate.pointsArray(s),
+                                             np.delete(validate.trianglesArray(s), [100, 101, 102], axis=0))
+        closed, _ = mesh.closeDefects(opened)
+        made, cut = mesh.newTriangles(opened, closed), mesh.newTriangles(closed, opened)
+        # the repair cut out the hole's rim (more than the 3 missing triangles) and filled the larger hole
+        self.assertGreater(int(cut.sum()), 3)
+        self.assertGreater(int(made.sum()), 0)
+        self.assertEqual(closed.GetNumberOfPolys() - int(made.sum()), opened.GetNumberOfPolys() - int(cut.sum()))
+        self.assertFalse(mesh.newTriangles(s, s).any())
 
     def test_closeDefectsClosesAHole(self):
         s = sphere(resolution=32)
