@@ -581,7 +581,7 @@ def fingerprint(volumeNode) -> str:
     digest = hashlib.sha256()
     digest.update(f"{image.GetDimensions()}|{values.dtype.str}|".encode())
     digest.update(np.round(ijkToLpsMatrix(volumeNode), 6).astype("<f8").tobytes())
-    digest.update(np.ascontiguousarray(values).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(values)))  # no copy of the volume
     return digest.hexdigest()
 
 

@@ -132,26 +132,30 @@ def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink) -> tuple[np.ndarra
     return total, count
 
 
-def _smoothedAt(coarse: np.ndarray, spacing, shrink, sigmaMm: float, where) -> np.ndarray:
-    """Gaussian of the binned ``coarse`` array (bins of ``shrink`` (i, j, k) voxels of ``spacing``), interpolated
-    (trilinear) at the fine grid's voxels ``where`` (index arrays, k, j, i)."""
-    coarse = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(
-        _image(coarse, [s * f for s, f in zip(spacing, shrink, strict=True)]), sigmaMm))
+def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where) -> np.ndarray:
+    """Gaussian of each binned array in ``coarse`` (bins of ``shrink`` (i, j, k) voxels of ``spacing``),
+    interpolated (trilinear) at the fine grid's voxels ``where`` (index arrays, k, j, i): an (N, len(coarse))
+    array. The arrays are interpolated together, so the corners and weights are worked out once."""
+    stacked = np.stack([sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(
+        _image(array, [s * f for s, f in zip(spacing, shrink, strict=True)]), sigmaMm)) for array in coarse], axis=-1)
+    shape = stacked.shape[:3]
     # fine voxel n lies at coarse coordinate (n - (f - 1) / 2) / f: a bin's centre is the mean of its voxels'
     lower, weights = [], []
     for axis, f in enumerate(reversed(shrink)):
-        x = np.clip((where[axis] - (f - 1) / 2.0) / f, 0.0, coarse.shape[axis] - 1)
-        i0 = np.minimum(np.floor(x).astype(np.intp), max(coarse.shape[axis] - 2, 0))
+        x = np.clip((where[axis] - (f - 1) / 2.0) / f, 0.0, shape[axis] - 1)
+        i0 = np.minimum(np.floor(x).astype(np.intp), max(shape[axis] - 2, 0))
         lower.append(i0)
         weights.append((x - i0).astype(np.float32))
-    result = np.zeros(len(where[0]), np.float32)
+    flat = stacked.reshape(-1, len(coarse))
+    result = np.zeros((len(where[0]), len(coarse)), np.float32)
     for corner in range(8):
+        checkpoint()
         bits = [(corner >> axis) & 1 for axis in range(3)]
-        index = tuple(np.minimum(lower[a] + bits[a], coarse.shape[a] - 1) for a in range(3))
+        index = np.ravel_multi_index(tuple(np.minimum(lower[a] + bits[a], shape[a] - 1) for a in range(3)), shape)
         weight = np.ones(len(where[0]), np.float32)
         for a in range(3):
             weight *= weights[a] if bits[a] else 1.0 - weights[a]
-        result += weight * coarse[index]
+        result += weight[:, None] * flat[index]
     return result
 
 
@@ -200,20 +204,16 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     # own blur is a small part of sigma), which is up to 8 times less work, and interpolate into the band.
     shrink = [max(1, min(int(0.5 * sigmaMm // s), n // 2)) for s, n in zip(spacing, hu.shape[::-1], strict=True)]
 
-    def localLevel(ring: np.ndarray, globalLevel: float) -> np.ndarray:
-        # normalized convolution: the ring's values averaged nearby, the global level where no ring is near
-        weight = 0.05
-        total, count = _binnedRing(ring, hu, shrink)
-        total = _smoothedAt(total, spacing, shrink, sigmaMm, near)
-        checkpoint()
-        count = _smoothedAt(count, spacing, shrink, sigmaMm, near)
-        return (total + weight * globalLevel) / (count + weight)
-
-    upper = localLevel(innerRing, insideLevel)
+    # normalized convolution: each ring's values averaged nearby, the global level where no ring is near
+    innerTotal, innerCount = _binnedRing(innerRing, hu, shrink)
     checkpoint()
-    lower = localLevel(outerRing, outsideLevel)
-    checkpoint()
+    outerTotal, outerCount = _binnedRing(outerRing, hu, shrink)
     del innerRing, outerRing
+    smoothed = _smoothedAt([innerTotal, innerCount, outerTotal, outerCount], spacing, shrink, sigmaMm, near)
+    weight = 0.05
+    upper = (smoothed[:, 0] + weight * insideLevel) / (smoothed[:, 1] + weight)
+    lower = (smoothed[:, 2] + weight * outsideLevel) / (smoothed[:, 3] + weight)
+    del smoothed
     contrast = upper - lower
     minimumContrast = 0.2 * abs(insideLevel - outsideLevel)
     reliable = np.abs(contrast) >= max(minimumContrast, 1e-6)

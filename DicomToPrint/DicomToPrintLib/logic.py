@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from . import dicom, display, export, levels, mesh, segment, surface
@@ -483,7 +484,10 @@ class DicomToPrintLogic:
                     nodes.append(volume)
                     warnings.extend(loaded.warnings)
                     seriesReport["geometry"] = loaded.geometry
-                    inputFingerprint = dicom.fingerprint(volume)
+                    # hashing releases Python's lock: the fingerprint is made beside the segmentation
+                    fingerprinting = ThreadPoolExecutor(max_workers=1)
+                    inputFingerprint = fingerprinting.submit(dicom.fingerprint, volume)
+                    fingerprinting.shutdown(wait=False)
                     timings["load"] = time.perf_counter() - t
 
                     t = begin("segment", "Segmenting")
@@ -564,8 +568,8 @@ class DicomToPrintLogic:
                 result = DicomToPrintResult(
                     outputPaths=outputPaths, reportPath=None, previewPath=previewPath, series=seriesReport,
                     segments=segments, validation=report, fileValidations=fileValidations, timings=timings,
-                    warnings=warnings, parameters=parameters.asDict(), inputFingerprint=inputFingerprint,
-                    partsSeparation=partsSeparation,
+                    warnings=warnings, parameters=parameters.asDict(),
+                    partsSeparation=partsSeparation, inputFingerprint=inputFingerprint.result(),
                     outputSha256={os.path.basename(path): export.sha256(path) for path in written if path})
                 result.reportPath = export.writeJson(result.asDict(), reportPath, overwrite=parameters.overwrite)
                 created.append(result.reportPath)

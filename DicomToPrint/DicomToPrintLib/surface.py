@@ -158,6 +158,7 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     weight = ijk - base
     residual = np.zeros(len(points))
     for corner in np.ndindex(2, 2, 2):
+        checkpoint()
         voxel = base + np.array(corner)
         w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
         centreDistance = ((voxel - ijk) * slope).sum(axis=1)  # voxel centre from the tangent plane, along n
@@ -211,7 +212,8 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     segmentation.AddSegment(fractional, "surface")
     segmentation.SetConversionParameter("Smoothing factor", str(smoothingFactor))
     segmentation.SetConversionParameter("Decimation factor", "0.0")
-    segmentation.SetConversionParameter("Compute surface normals", "1")
+    # no normals: the refinement computes its own from the triangles, and every later step makes a new mesh
+    segmentation.SetConversionParameter("Compute surface normals", "0")
     # Oversampling interpolates the fractions (which blurs thin structures) and multiplies the triangles.
     segmentation.SetConversionParameter("Fractional labelmap oversampling factor", "1")
     surfaces = {}
