@@ -133,6 +133,12 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual((found, left), (len(pairs), 0))
         self.assertTrue(mesh.isClosedManifold(repaired))
         self.assertEqual(len(validate.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
+        # a candidate with more crossings than the caller wants to repair is returned as it is, and says so
+        kept, log = mesh.repair(overlapping, final=True, maximumSelfIntersections=len(pairs) - 1)
+        self.assertEqual((log.selfIntersections, log.selfIntersectionsLeft), (len(pairs), len(pairs)))
+        self.assertEqual(kept.GetNumberOfPolys(), overlapping.GetNumberOfPolys())
+        _, log = mesh.repair(overlapping, final=True, maximumSelfIntersections=len(pairs))
+        self.assertEqual((log.selfIntersections, log.selfIntersectionsLeft), (len(pairs), 0))
 
     def test_recheckOnlyWhatTheRepairMade(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
