@@ -193,6 +193,56 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     return keep, found, kept
 
 
+def _boxSum(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Sums of ``values`` over the windows [p - radius, p + radius] along ``axis``, clipped to the array: the
+    array added to itself shifted by 1 to ``radius`` each way (median kernels are a few voxels)."""
+    result = values.copy()
+    n = values.shape[axis]
+    for shift in range(1, min(radius, n - 1) + 1):
+        lower, upper = [slice(None)] * values.ndim, [slice(None)] * values.ndim
+        lower[axis], upper[axis] = slice(0, n - shift), slice(shift, n)
+        result[tuple(lower)] += values[tuple(upper)]
+        result[tuple(upper)] += values[tuple(lower)]
+    return result
+
+
+def _clippedCounts(n: int, radius: int) -> np.ndarray:
+    position = np.arange(n)
+    return np.minimum(position + radius, n - 1) - np.maximum(position - radius, 0) + 1
+
+
+def binaryMedian(voxels: np.ndarray, kernelSize) -> np.ndarray:
+    """vtkImageMedian3D of a binary labelmap, as a majority count: the same labelmap, at a fraction of the cost.
+
+    The median of zeros and ones is one where more than half of the kernel's voxels are one. vtkImageMedian3D
+    clips its kernel at the image's faces and takes the median of the voxels left, which for zeros and ones is
+    a strict majority of them (the test suite compares the two on random volumes, faces included). Counting is
+    a box sum, separable into three one-axis sums, instead of sorting every neighbourhood (vtkImageMedian3D on
+    512 x 512 x 1000 at 0.24 mm slices, 1 mm kernel: 10.9 s). Slab by slab along k, so the 16-bit sums never
+    span the volume.
+
+    :param voxels: the labelmap (k, j, i); non-zero is inside.
+    :param kernelSize: odd voxel counts (i, j, k), as vtkImageMedian3D's SetKernelSize.
+    :return: bool mask of the smoothed labelmap.
+    """
+    ri, rj, rk = [(int(n) - 1) // 2 for n in kernelSize]
+    nk, nj, ni = voxels.shape
+    countJI = (_clippedCounts(nj, rj)[:, None] * _clippedCounts(ni, ri)[None, :]).astype(np.int32)
+    countK = _clippedCounts(nk, rk).astype(np.int32)
+    result = np.empty(voxels.shape, bool)
+    slab = max(1, 2**24 // max(1, nj * ni))  # about 16 M voxels at a time
+    for k0 in range(0, nk, slab):
+        checkpoint()
+        k1 = min(k0 + slab, nk)
+        low, high = max(k0 - rk, 0), min(k1 + rk, nk)
+        inside = (voxels[low:high] != 0).astype(np.int16)
+        sums = _boxSum(_boxSum(_boxSum(inside, rk, 0)[k0 - low:k1 - low], rj, 1), ri, 2)
+        sums *= 2
+        for k in range(k0, k1):  # a strict majority of the voxels the clipped kernel holds
+            np.greater(sums[k - k0], countK[k] * countJI, out=result[k])
+    return result
+
+
 class SegmentEditor:
     """``vtkSlicerSegmentEditorLogic`` on one segmentation and source volume, with the effects' operations.
 
@@ -364,6 +414,20 @@ class SegmentEditor:
             if kernelSizeMm <= 0:
                 raise ValueError(f"Kernel size must be positive (got {kernelSizeMm} mm)")
             kernel = kernelSizePixel(kernelSizeMm, labelmap.GetSpacing())
+            scalars = labelmap.GetPointData().GetScalars()
+            values = numpy_support.vtk_to_numpy(scalars).reshape(labelmap.GetDimensions()[::-1])
+            if smoothingMethod == MEDIAN and int(values.max(initial=0)) <= 1 and int(values.min(initial=0)) >= 0:
+                # the effect's vtkImageMedian3D, counted instead of sorted (same labelmap: binaryMedian)
+                smoothed = vtk.vtkDataArray.CreateDataArray(scalars.GetDataType())  # the labelmap's scalar type
+                smoothed.SetNumberOfTuples(values.size)
+                numpy_support.vtk_to_numpy(smoothed)[:] = binaryMedian(values, kernel).ravel()
+                output = vtk.vtkImageData()
+                output.CopyStructure(labelmap)
+                output.GetPointData().SetScalars(smoothed)
+                modifier = self.logic.GetModifierLabelmap()
+                modifier.DeepCopy(output)
+                self._modify(segmentId, modifier)
+                return
             if smoothingMethod == MEDIAN:
                 smoothingFilter = vtk.vtkImageMedian3D()
                 smoothingFilter.SetInputData(labelmap)

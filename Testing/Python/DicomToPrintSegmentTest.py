@@ -127,6 +127,29 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         expected = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(thresholded), [1, 1, 0]))
         np.testing.assert_array_equal(testing.segmentArray(segmentation, segmentId, volume), expected)
 
+    def test_binaryMedianEqualsVtkImageMedian3D(self):
+        """The counted median gives exactly vtkImageMedian3D's labelmap, at the faces of the volume too (where the
+        kernel is clipped and may hold an even number of voxels)."""
+        rng = np.random.default_rng(7)
+        for kernel in [(3, 1, 1), (3, 3, 1), (3, 3, 3), (5, 3, 5), (1, 1, 5), (7, 5, 3), (9, 9, 9)]:
+            for share in (0.3, 0.5, 0.7):
+                voxels = (rng.random((9, 11, 13)) < share).astype(np.uint8)
+                image = vtk.vtkImageData()
+                image.SetDimensions(13, 11, 9)
+                image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.ravel(), deep=True))
+                median = vtk.vtkImageMedian3D()
+                median.SetInputData(image)
+                median.SetKernelSize(*kernel)
+                median.Update()
+                expected = numpy_support.vtk_to_numpy(median.GetOutput().GetPointData().GetScalars()).reshape(9, 11, 13)
+                with self.subTest(kernel=kernel, share=share):
+                    np.testing.assert_array_equal(segment.binaryMedian(voxels, kernel), expected.astype(bool))
+        # slab by slab: a volume taller than one slab gives the same as one piece
+        tall = (rng.random((70, 512, 512)) < 0.5).astype(np.uint8)
+        whole = segment.binaryMedian(tall[:, :64, :64], (3, 3, 5))
+        np.testing.assert_array_equal(segment.binaryMedian(tall, (3, 3, 5))[:, :64, :64][:, :62, :62],
+                                      whole[:, :62, :62])
+
     def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
         volume, segmentation = self.load("islands")
         specks = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
