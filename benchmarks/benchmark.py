@@ -10,7 +10,7 @@ For each volume, each pipeline runs in a process of its own (so peak RSS is its 
     (ISO-50, sub-voxel surface, full repair, validation with wall thickness, report and preview).
 (b) slicer-default: the chain a Slicer user clicks, on the same libraries: Threshold (vtkImageThreshold, "CT
     bone"), Islands (vtkITKIslandMath as the effect runs it, keep largest, 1000 voxels), Smoothing
-    (vtkImageMedian3D, 3 mm), closed surface with smoothing 0.5, then a watertight decimation
+    (vtkImageMedian3D as the effect runs it, 3 mm), closed surface with smoothing 0.5, then a watertight decimation
     (vtkQuadricDecimation + repair, checked) to (a)'s count.
 (c) floor: reading the series and one surface extraction pass (vtkFlyingEdges3D) - no pipeline can do less.
 
@@ -97,7 +97,7 @@ def runPipeline(pipeline: str, inputFolder: str, outputFolder: str, targetTriang
                 slicerIslands(editor, segmentId, minimumSize=1000)
                 stages["islands"] = time.perf_counter() - t
                 t = time.perf_counter()
-                editor.smoothing(segmentId, segment.MEDIAN, kernelSizeMm=3.0)
+                slicerMedian(editor, segmentId, kernelSizeMm=3.0)
                 stages["median"] = time.perf_counter() - t
             t = time.perf_counter()
             surface.createClosedSurface(segmentation, surface.FLYING_EDGES, 0.5)
@@ -139,6 +139,21 @@ def slicerIslands(editor, segmentId: str, minimumSize: int) -> None:
     threshold.SetOutputScalarType(vtk.VTK_UNSIGNED_CHAR)
     threshold.Update()
     editor._modify(segmentId, editor._orientedCopy(threshold.GetOutput(), labelmap))
+
+
+def slicerMedian(editor, segmentId: str, kernelSizeMm: float) -> None:
+    """Slicer's Smoothing effect, "Median", as the effect runs it: vtkImageMedian3D on the segment's labelmap.
+    (DicomToPrint's own smoothing gives the same labelmap by counting: :func:`DicomToPrintLib.segment.binaryMedian`.)"""
+    import vtk
+
+    from DicomToPrintLib import segment
+
+    labelmap = editor._selectedSegmentLabelmap(segmentId)
+    median = vtk.vtkImageMedian3D()
+    median.SetInputData(labelmap)
+    median.SetKernelSize(*segment.kernelSizePixel(kernelSizeMm, labelmap.GetSpacing()))
+    median.Update()
+    editor._modify(segmentId, editor._orientedCopy(median.GetOutput(), labelmap))
 
 
 def makeInput(cache: str, slices: int) -> str:
