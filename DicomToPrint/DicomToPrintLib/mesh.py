@@ -323,12 +323,13 @@ def removeSelfIntersections(polyData, maximumIterations: int = 4,
 def newTriangles(before, after) -> np.ndarray:
     """Mask of the triangles of ``after`` that ``before`` does not have (same three corner positions)."""
     old, new = trianglesArray(before), trianglesArray(after)
-    points = np.concatenate([pointsArray(before), pointsArray(after)])
+    oldPoints = pointsArray(before)
+    points = np.concatenate([oldPoints, pointsArray(after)])
     # one number per distinct corner position, then one per triangle (its sorted corner numbers)
     rows = np.ascontiguousarray(points).view(np.dtype((np.void, points.dtype.itemsize * 3))).ravel()
     _, position = np.unique(rows, return_inverse=True)  # rows as bytes: much faster than unique(axis=0)
     position = position.ravel().astype(np.int64)
-    corners = np.sort(np.concatenate([position[old], position[new + len(pointsArray(before))]]), axis=1)
+    corners = np.sort(np.concatenate([position[old], position[new + len(oldPoints)]]), axis=1)
     base = int(position.max()) + 1
     key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
     return ~np.isin(key[len(old):], key[:len(old)])

@@ -257,26 +257,35 @@ def checkpoint() -> None:
             raise ProcessingCancelled(f"Cancelled at: {state.text}")
 
 
-def update(algorithm) -> None:
-    """``algorithm.Update()``, cancellable within :func:`cancellable` through the filter's progress events.
+def _cancellingObserver(abort):
+    """A progress observer that runs :func:`checkpoint` and, on a cancel, calls ``abort()`` and records why.
 
-    A cancel sets the filter's AbortExecute flag (VTK's filters stop their loops on it) and raises
-    ProcessingCancelled once it has returned. Python exceptions cannot cross VTK's observer calls (and a Ctrl-C
-    inside one makes VTK exit the process), so the observer only records what happened.
+    Python exceptions cannot cross VTK's or ITK's observer calls (and a Ctrl-C inside a VTK observer makes VTK
+    exit the process), so the observer only records; the caller raises once the filter has returned.
     """
-    if _activeProgress.get() is None:
-        algorithm.Update()
-        return
     stopped = []
 
-    def onProgress(caller, event):
+    def onProgress(*_):
         try:
             if not stopped:
                 checkpoint()
         except (ProcessingCancelled, KeyboardInterrupt) as reason:
             stopped.append(reason)
-            caller.SetAbortExecute(1)
+            abort()
 
+    return onProgress, stopped
+
+
+def update(algorithm) -> None:
+    """``algorithm.Update()``, cancellable within :func:`cancellable` through the filter's progress events.
+
+    A cancel sets the filter's AbortExecute flag (VTK's filters stop their loops on it) and raises
+    ProcessingCancelled once it has returned.
+    """
+    if _activeProgress.get() is None:
+        algorithm.Update()
+        return
+    onProgress, stopped = _cancellingObserver(lambda: algorithm.SetAbortExecute(1))
     tag = algorithm.AddObserver(vtk.vtkCommand.ProgressEvent, onProgress)
     try:
         algorithm.Update()
@@ -296,16 +305,7 @@ def execute(itkFilter, *images):
         return itkFilter.Execute(*images)
     import SimpleITK as sitk
 
-    stopped = []
-
-    def onProgress():
-        try:
-            if not stopped:
-                checkpoint()
-        except (ProcessingCancelled, KeyboardInterrupt) as reason:
-            stopped.append(reason)
-            itkFilter.Abort()
-
+    onProgress, stopped = _cancellingObserver(itkFilter.Abort)
     itkFilter.AddCommand(sitk.sitkProgressEvent, onProgress)
     try:
         result = itkFilter.Execute(*images)
