@@ -243,6 +243,17 @@ def binaryMedian(voxels: np.ndarray, kernelSize) -> np.ndarray:
     return result
 
 
+def _binary(labelmap) -> vtk.vtkImageThreshold:
+    """A filter giving the labelmap as 0 and 1 in its own scalar type, for filters that need the label value."""
+    binary = vtk.vtkImageThreshold()
+    binary.SetInputData(labelmap)
+    binary.ThresholdByLower(0)
+    binary.SetInValue(0)
+    binary.SetOutValue(1)
+    binary.SetOutputScalarType(labelmap.GetScalarType())
+    return binary
+
+
 class SegmentEditor:
     """``vtkSlicerSegmentEditorLogic`` on one segmentation and source volume, with the effects' operations.
 
@@ -424,29 +435,21 @@ class SegmentEditor:
                 output = vtk.vtkImageData()
                 output.CopyStructure(labelmap)
                 output.GetPointData().SetScalars(smoothed)
-                modifier = self.logic.GetModifierLabelmap()
-                modifier.DeepCopy(output)
-                self._modify(segmentId, modifier)
-                return
-            if smoothingMethod == MEDIAN:
-                smoothingFilter = vtk.vtkImageMedian3D()
-                smoothingFilter.SetInputData(labelmap)
             else:
-                # opening/closing need to know the label value exactly: force it to 1
-                binary = vtk.vtkImageThreshold()
-                binary.SetInputData(labelmap)
-                binary.ThresholdByLower(0)
-                binary.SetInValue(0)
-                binary.SetOutValue(1)
-                binary.SetOutputScalarType(labelmap.GetScalarType())
-                smoothingFilter = vtk.vtkImageOpenClose3D()
-                smoothingFilter.SetInputConnection(binary.GetOutputPort())
-                opening = smoothingMethod == MORPHOLOGICAL_OPENING
-                smoothingFilter.SetOpenValue(1 if opening else 0)
-                smoothingFilter.SetCloseValue(0 if opening else 1)
-            smoothingFilter.SetKernelSize(*kernel)
-            update(smoothingFilter)
-            output = smoothingFilter.GetOutput()
+                if smoothingMethod == MEDIAN:
+                    smoothingFilter = vtk.vtkImageMedian3D()
+                    smoothingFilter.SetInputData(labelmap)
+                else:
+                    # opening/closing need to know the label value exactly: force it to 1
+                    binary = _binary(labelmap)  # kept: an output port does not keep its filter alive
+                    smoothingFilter = vtk.vtkImageOpenClose3D()
+                    smoothingFilter.SetInputConnection(binary.GetOutputPort())
+                    opening = smoothingMethod == MORPHOLOGICAL_OPENING
+                    smoothingFilter.SetOpenValue(1 if opening else 0)
+                    smoothingFilter.SetCloseValue(0 if opening else 1)
+                smoothingFilter.SetKernelSize(*kernel)
+                update(smoothingFilter)
+                output = smoothingFilter.GetOutput()
         modifier = self.logic.GetModifierLabelmap()
         modifier.DeepCopy(output)
         self._modify(segmentId, modifier)
@@ -463,12 +466,7 @@ class SegmentEditor:
         if not shellThicknessMm > 0:
             raise ValueError(f"Shell thickness must be positive (got {shellThicknessMm} mm)")
         labelmap = self._selectedSegmentLabelmap(segmentId)
-        binary = vtk.vtkImageThreshold()
-        binary.SetInputData(labelmap)
-        binary.ThresholdByLower(0)
-        binary.SetInValue(0)
-        binary.SetOutValue(1)
-        binary.SetOutputScalarType(labelmap.GetScalarType())
+        binary = _binary(labelmap)  # kept: an output port does not keep its filter alive
         margin = slicer.vtkITKImageMargin()
         margin.SetInputConnection(binary.GetOutputPort())
         margin.CalculateMarginInMMOn()

@@ -1,10 +1,8 @@
 """dicomtoprint batch: every series under a folder through the same settings, broken series among them, no patient
 data in anything it writes or says, resuming, and the same models from a Dask cluster as from the process pool."""
 
-import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -21,9 +19,10 @@ import pydicom
 from pydicom.uid import generate_uid
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import batch, cli, sampledata
+from DicomToPrintLib import batch, sampledata
 from DicomToPrintLib.logic import DicomToPrintParameters
 from DicomToPrintLib.runtime import isSlicerApplication
+from DicomToPrintTesting import runCli
 
 PATIENT = {"PatientName": "Doe^John", "PatientID": "JD-19700101", "PatientBirthDate": "19700101"}
 #: what must never leave: patient data in the folder names, and every identifier in the headers
@@ -78,16 +77,6 @@ def runCommand(*argv) -> tuple[int, str, str, float]:
                                capture_output=True, text=True, check=False)
     return completed.returncode, completed.stdout, completed.stderr, time.perf_counter() - started
 
-
-def runCli(*argv) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of the command in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit_:  # argparse usage errors
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def readSummary(outputRoot: str) -> list[dict]:

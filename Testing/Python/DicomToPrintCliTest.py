@@ -1,7 +1,5 @@
 """The dicomtoprint command: listing, converting, exit codes and clear errors."""
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -9,19 +7,8 @@ import sys
 import unittest
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import cli
 from DicomToPrintLib.runtime import isSlicerApplication
-
-
-def runCli(*argv):
-    """(exit code, stdout, stderr) of the command run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit_:  # argparse usage errors
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
+from DicomToPrintTesting import runCli
 
 
 class DicomToPrintCliTest(unittest.TestCase):

@@ -2,9 +2,7 @@
 (a message naming the file and the problem, a non-zero exit, no output file), plus the guarantees: the input
 is never written to, no patient data leaves, nothing goes over the network."""
 
-import contextlib
 import hashlib
-import io
 import os
 import shutil
 import signal
@@ -27,21 +25,13 @@ from pydicom.uid import (
 )
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, cli, dicom, export, sampledata, segment
+from DicomToPrintLib import DicomToPrintError, DicomToPrintLogic, dicom, export, sampledata, segment
 from DicomToPrintLib.runtime import isSlicerApplication
+from DicomToPrintTesting import runCli
 
 SMALL = {"shape": (64, 64, 36), "spacing": (0.8, 0.8, 1.0)}  # the two spheres, quick to make and convert
 FAST = {"writePreview": False, "targetTriangles": 20000}
 
-
-def runCli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def folderDigest(folder: str) -> str:

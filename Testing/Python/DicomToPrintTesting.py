@@ -2,6 +2,8 @@
 exact surface. Plain Python, used by unittest cases that pytest runs here and Slicer's runner runs in the app."""
 
 import atexit
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -10,7 +12,7 @@ import unittest
 import numpy as np
 import vtk
 
-from DicomToPrintLib import sampledata
+from DicomToPrintLib import cli, sampledata
 from DicomToPrintLib.validate import pointsArray, trianglesArray
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -159,3 +161,14 @@ def transcode(sourceFolder: str, targetFolder: str, transferSyntax) -> list[str]
             ds.save_as(target)
         written.append(target)
     return written
+
+
+def runCli(*argv) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the ``dicomtoprint`` command run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exit_:  # argparse usage errors
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
