@@ -172,9 +172,40 @@ def _twoParts():
 
 
 def ellipsoidSdf(center, radii) -> SdfFunction:
-    """Approximate signed distance to an ellipsoid (exact on the surface's sign; scaled distance near it)."""
+    """Approximate signed distance to an ellipsoid: f / |grad f| for f = |(p - c) / r| - 1, the distance to first
+    order near the surface (so the partial volumes there are those of the true surface), its sign exact anywhere.
+    Offsets of a few millimetres (a skull's tables, a layer of fat) stay within hundredths of a millimetre of the
+    true parallel surfaces for radii of centimetres."""
     center, radii = np.asarray(center, float), np.asarray(radii, float)
-    return lambda p: (np.linalg.norm((p - center) / radii, axis=-1) - 1.0) * radii.min()
+
+    def sdf(p):
+        q = (p - center) / radii
+        length = np.maximum(np.linalg.norm(q, axis=-1), 1e-12)
+        gradient = np.linalg.norm(q / radii, axis=-1) / length
+        return (length - 1.0) / np.maximum(gradient, 1e-12)
+    return sdf
+
+
+def shellSdf(sdf: SdfFunction, outer: float, inner: float) -> SdfFunction:
+    """The layer between two parallel surfaces of ``sdf``: points with inner < sdf <= outer (mm, inner < outer)."""
+    return lambda p: (lambda d: np.maximum(d - outer, inner - d))(sdf(p))
+
+
+def intersect(*sdfs: SdfFunction) -> SdfFunction:
+    return lambda p: np.max([s(p) for s in sdfs], axis=0)
+
+
+def halfSpaceSdf(point, normal) -> SdfFunction:
+    """Points on the side of the plane through ``point`` that ``normal`` points away from."""
+    point, normal = np.asarray(point, float), np.asarray(normal, float) / np.linalg.norm(normal)
+    return lambda p: (p - point) @ normal
+
+
+def cylinderSdf(center, radius: float, axis: int = 2) -> SdfFunction:
+    """Infinite circular cylinder along a coordinate axis (0: x, 1: y, 2: z)."""
+    center = np.asarray(center, float)
+    others = [a for a in range(3) if a != axis]
+    return lambda p: np.linalg.norm((p - center)[..., others], axis=-1) - radius
 
 
 def _head():
@@ -193,8 +224,158 @@ def _head():
                    shape=(512, 512, 300), spacing=(0.45, 0.45, 0.8))
 
 
-PHANTOMS: dict[str, Phantom] = {p.name: p for p in (_shell(), _tube(), _plate(), _alignedPlate(), _islands(),
-                                                     _twoParts(), _head())}
+@dataclass
+class ScanPhantom:
+    """A phantom that looks like a patient's scan: air around the body, skin, fat, muscle, bone with cancellous
+    bone inside, a head holder and a table, all with partial volume and noise.
+
+    Materials are chains of nested solids (each solid inside the one before it), painted over the background in
+    order; within a chain a voxel holds each material in proportion to its volume, exactly.
+    """
+
+    name: str
+    description: str
+    modality: str
+    #: [[(sdf, value), ...], ...]: chains of nested solids, from the outermost in
+    chains: list
+    background: float
+    #: the solid a correct default run prints, e.g. the skull with its diploe (see :func:`solidVolume`)
+    targetSdf: SdfFunction
+    target: str
+    #: solids that must never be part of the model (the head holder, the table), by name
+    excludedSdfs: dict
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    #: noise: Gaussian (CT), or the magnitude of complex Gaussian noise (MR: Rician, never negative)
+    noise: float = 20.0
+    rician: bool = False
+
+    def render(self, geometry: VolumeGeometry, noise: float | None = None, seed: int = 0,
+               supersampling: int = 3) -> np.ndarray:
+        """The scan's values on the grid, shape (slices, rows, columns)."""
+        noise = self.noise if noise is None else noise
+        nI, nJ, nK = geometry.shape
+        axes = (geometry.direction * geometry.spacing).T
+        values = np.empty((nK, nJ, nI), np.float32)
+        for k in range(nK):
+            centers = geometry.slicePoints(k).reshape(-1, 3)
+            value = np.full(len(centers), self.background)
+            for chain in self.chains:
+                fractions, previous = [], None
+                for sdf, _ in chain:
+                    fraction = _insideFraction(sdf, centers, axes, supersampling)
+                    previous = fraction if previous is None else np.minimum(fraction, previous)
+                    fractions.append(previous)
+                fractions.append(np.zeros(len(centers)))
+                value = value * (1.0 - fractions[0]) + sum(
+                    (fractions[i] - fractions[i + 1]) * level for i, (_, level) in enumerate(chain))
+            values[k] = value.reshape(nJ, nI)
+        if noise > 0:
+            rng = np.random.default_rng(seed)
+            if self.rician:
+                values = np.hypot(values + rng.normal(0.0, noise, values.shape),
+                                  rng.normal(0.0, noise, values.shape)).astype(np.float32)
+            else:
+                values += rng.normal(0.0, noise, values.shape).astype(np.float32)
+        return values
+
+
+def solidVolume(sdf: SdfFunction, geometry: VolumeGeometry, supersampling: int = 3) -> float:
+    """Volume (mm^3) of the solid within the grid's field of view, from the same exact partial volumes that
+    :meth:`ScanPhantom.render` paints: what a perfect model of that solid from this scan encloses."""
+    axes = (geometry.direction * geometry.spacing).T
+    total = 0.0
+    for k in range(geometry.shape[2]):
+        total += float(_insideFraction(sdf, geometry.slicePoints(k).reshape(-1, 3), axes, supersampling).sum())
+    return total * float(abs(np.linalg.det(axes)))
+
+
+# The head scans (LPS mm: x to the patient's left, y posterior, z superior). The patient lies on the back, so the
+# head holder and the table are posterior (+y). Nothing is symmetric about the volume's centre.
+_SKULL_CENTER = np.array([3.0, -8.0, -6.0])
+_SKULL_RADII = (70.0, 88.0, 78.0)
+_FLOOR_Z = _SKULL_CENTER[2] - 30.0  # the skull base: a 5 mm floor, open at the foramen magnum
+
+
+def _headAnatomy(values: dict):
+    """Chains of a head and neck with the given material values (CT: HU; MR: signal), and the skull's solid."""
+    skull = ellipsoidSdf(_SKULL_CENTER, _SKULL_RADII)  # the skull's outer surface
+    center = _SKULL_CENTER
+    neck = intersect(lambda p: np.linalg.norm((p - (center + [0, 10, 0]))[..., :2] / [45.0, 50.0], axis=-1)
+                     * 45.0 - 45.0, halfSpaceSdf([0, 0, _FLOOR_Z - 2.5], [0, 0, 1]))
+    body = union(lambda p: skull(p) - 9.0, neck)  # skin 9 mm outside the skull
+    aboveFloor = halfSpaceSdf([0, 0, _FLOOR_Z - 2.5], [0, 0, -1])
+    insideFloor = halfSpaceSdf([0, 0, _FLOOR_Z + 2.5], [0, 0, -1])
+    foramen = intersect(cylinderSdf(center + [0, 25, 0], 16.0), lambda p: p[..., 2] - (_FLOOR_Z + 2.5))
+    # the skull: outer table 1.8 mm, diploe 3 mm, inner table 1.5 mm; below the brain the floor, with its hole
+    skullSolid = subtract(intersect(skull, aboveFloor), foramen)
+    head = [(body, values["skin"]), (lambda p: body(p) + 1.5, values["fat"]),
+            (lambda p: body(p) + 5.5, values["muscle"]), (skullSolid, values["cortical"]),
+            (intersect(lambda p: skull(p) + 1.8, insideFloor), values["diploe"]),
+            (intersect(lambda p: skull(p) + 4.8, insideFloor), values["cortical"]),
+            (intersect(lambda p: skull(p) + 6.3, insideFloor), values["csf"]),
+            (intersect(lambda p: skull(p) + 8.3, insideFloor), values["brain"])]
+    ventricles = [(union(ellipsoidSdf(center + [11, 2, 12], [5, 18, 9]), ellipsoidSdf(center + [-11, 2, 12],
+                                                                                      [5, 18, 9])), values["csf"])]
+
+    def arch(angle):
+        return center + [52 * np.sin(angle), -52 * np.cos(angle) - 8, -52]
+
+    segments = list(zip(np.linspace(-1.4, 1.1, 6), np.linspace(-1.1, 1.4, 6), strict=True))
+    mandible = [(union(*(capsuleSdf(arch(a), arch(b), 6.5) for a, b in segments)), values["cortical"]),
+                (union(*(capsuleSdf(arch(a), arch(b), 4.0) for a, b in segments)), values["cancellous"])]
+    vertebrae = []
+    for k in range(2):
+        top = _FLOOR_Z - 14.0 - 20.0 * k
+        axisPoint = center + [0, 22, 0]
+        vertebrae.append([(intersect(cylinderSdf(axisPoint, 11.0), halfSpaceSdf([0, 0, top], [0, 0, 1]),
+                                     halfSpaceSdf([0, 0, top - 14.0], [0, 0, -1])), values["cortical"]),
+                          (intersect(cylinderSdf(axisPoint, 9.5), halfSpaceSdf([0, 0, top - 1.5], [0, 0, 1]),
+                                     halfSpaceSdf([0, 0, top - 12.5], [0, 0, -1])), values["cancellous"])])
+    # the head holder: a curved shell under the back of the head, touching it; the table under that
+    back = center[1] + _SKULL_RADII[1] + 9.0
+    holderCenter = np.array([center[0], back - 85.0, 0.0])
+    holder = intersect(shellSdf(cylinderSdf(holderCenter, 85.0), 5.0, 0.0),
+                       halfSpaceSdf(holderCenter + [0, 40, 0], [0, -1, 0]))
+    table = boxSdf([0.0, back + 5.0 + 22.5, 0.0], [250.0, 22.5, 400.0])
+    tableCore = boxSdf([0.0, back + 5.0 + 22.5, 0.0], [250.0, 21.0, 400.0])
+    chains = [[(table, values["table"]), (tableCore, values["foam"])], [(holder, values["holder"])],
+              [(d, v) for d, v in head], ventricles, mandible, *vertebrae]
+    bone = subtract(skullSolid, head[6][0])  # the skull's bone: its solid without the cranial cavity
+    return chains, bone, body, {"head holder": holder, "table": table}
+
+
+def _patientHeadCt():
+    # Hounsfield units as a head CT shows them; the head holder is plastic (the real one in ../shared/data reads
+    # about 390 HU), the table's carbon-fibre sheets read as dense as bone.
+    values = {"skin": 45.0, "fat": -95.0, "muscle": 50.0, "cortical": 1300.0, "diploe": 450.0, "csf": 8.0,
+              "brain": 35.0, "cancellous": 280.0, "holder": 350.0, "table": 600.0, "foam": -850.0}
+    chains, bone, _, excluded = _headAnatomy(values)
+    return ScanPhantom("patienthead", "patient-like head CT: air, skin, fat, muscle, a skull with diploe, brain and "
+                       "ventricles, jaw and vertebrae, a head holder touching the back of the head, a table",
+                       "CT", chains, AIR_HU, bone, "the skull with its diploe", excluded,
+                       shape=(222, 262, 138), spacing=(0.9, 0.9, 1.25), noise=20.0)
+
+
+def _mrHead():
+    # T1-weighted signal, no Hounsfield units: fat and marrow bright, bone and CSF dark, plastic invisible.
+    values = {"skin": 300.0, "fat": 750.0, "muscle": 280.0, "cortical": 25.0, "diploe": 600.0, "csf": 100.0,
+              "brain": 480.0, "cancellous": 550.0, "holder": 0.0, "table": 0.0, "foam": 0.0}
+    chains, _, body, excluded = _headAnatomy(values)
+    return ScanPhantom("mrhead", "MR T1 head: background, skin, fat, muscle, dark bone with bright marrow, brain "
+                       "and ventricles; no Hounsfield units", "MR", chains, 0.0, body, "the head's outer surface",
+                       {}, shape=(222, 262, 138), spacing=(0.9, 0.9, 1.25), noise=10.0, rician=True)
+
+
+def _uniform():
+    # Nothing to print: soft tissue filling the field of view, and noise.
+    return ScanPhantom("uniform", "uniform soft tissue (40 HU) and noise: nothing to print", "CT", [], TISSUE_HU,
+                       lambda p: np.ones(p.shape[:-1]), "nothing", {}, shape=(64, 64, 40), spacing=(1.0, 1.0, 1.0))
+
+
+PHANTOMS: dict[str, Phantom | ScanPhantom] = {
+    p.name: p for p in (_shell(), _tube(), _plate(), _alignedPlate(), _islands(), _twoParts(), _head(),
+                        _patientHeadCt(), _mrHead(), _uniform())}
 
 
 @dataclass
@@ -399,7 +580,7 @@ def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str
     return paths
 
 
-def writePhantomSeries(name: str, outputFolder: str, shape=None, spacing=None, noiseHu: float = 20.0,
+def writePhantomSeries(name: str, outputFolder: str, shape=None, spacing=None, noiseHu: float | None = None,
                        seed: int = 0, supersampling: int = 10, direction=None, **writeOptions) -> list[str]:
     """Render the named phantom and write it as a DICOM series.
 
@@ -413,8 +594,14 @@ def writePhantomSeries(name: str, outputFolder: str, shape=None, spacing=None, n
         raise ValueError(f"Unknown phantom '{name}'; choose one of {', '.join(sorted(PHANTOMS))}")
     phantom = PHANTOMS[name]
     geometry = VolumeGeometry.centered(shape or phantom.shape, spacing or phantom.spacing, direction)
-    hu = renderPhantom(phantom, geometry, noiseHu, seed, supersampling)
     writeOptions.setdefault("seriesDescription", f"DicomToPrint phantom {name}")
+    if isinstance(phantom, ScanPhantom):
+        values = phantom.render(geometry, noiseHu, seed, min(supersampling, 3))
+        if phantom.modality != "CT":  # MR: the signal as stored, no Hounsfield rescale
+            writeOptions.setdefault("modality", phantom.modality)
+            writeOptions.setdefault("rescaleIntercept", 0.0)
+        return writeDicomSeries(values, geometry, outputFolder, **writeOptions)
+    hu = renderPhantom(phantom, geometry, 20.0 if noiseHu is None else noiseHu, seed, supersampling)
     return writeDicomSeries(hu, geometry, outputFolder, **writeOptions)
 
 
