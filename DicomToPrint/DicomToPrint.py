@@ -193,6 +193,7 @@ class DicomToPrintParameterNode:
     thresholdRange: Annotated[FloatRange, RangeBounds(-100000.0, 100000.0)]
     islandsOperation: Annotated[str, Choice(segment.ISLANDS_OPERATIONS)] = LIBRARY_DEFAULTS.islandsOperation
     islandsMinimumSizeMm3: Annotated[float, WithinRange(0.0, 1000000.0)] = LIBRARY_DEFAULTS.islandsMinimumSizeMm3
+    fillCavities: bool = LIBRARY_DEFAULTS.fillCavities
     smoothingMethod: Annotated[str, Choice(segment.SMOOTHING_METHODS)] = LIBRARY_DEFAULTS.smoothingMethod
     kernelSizeMm: Annotated[float, WithinRange(0.1, 50.0)] = LIBRARY_DEFAULTS.kernelSizeMm
     gaussianStandardDeviationMm: Annotated[float, WithinRange(0.1, 50.0)] = \
@@ -300,7 +301,7 @@ class PathLineEditToStrConnector(GuiConnector):
 #: What the combo boxes show for the library's choices (the parameter node keeps the library's values).
 CHOICE_LABELS = {
     "": "None (automatic threshold)",
-    "ISO50": "ISO-50 (halfway between the two densest tissues)",
+    "ISO50": "ISO-50 (CT: bone, halfway between soft tissue and cortical bone; MR: the body's surface)",
     "KEEP_LARGEST_ISLAND": "Keep the largest island",
     "REMOVE_SMALL_ISLANDS": "Remove small islands",
     "MEDIAN": "Median",

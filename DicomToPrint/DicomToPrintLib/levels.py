@@ -8,8 +8,9 @@ quarter voxel inside the bone, and on a bone / air step (ISO-50 near -100 HU) ev
 This module estimates the levels and turns the intensities into a fraction map that Slicer's
 "Fractional labelmap to closed surface" conversion contours:
 
-1. :func:`iso50Threshold`: a global threshold for the first segmentation, halfway between the two densest
-   classes of the histogram (three-class Otsu, class medians).
+1. :func:`iso50Threshold`: a global threshold for the first segmentation: on CT halfway between soft tissue and
+   cortical bone, searched where bone lives (:func:`boneLevels`); on MR halfway between the background and the
+   tissue of the body (:func:`bodyLevels`).
 2. :func:`fractionMap`: for the segmented object, the levels just inside and just outside its boundary,
    measured locally (so bone next to air and bone next to soft tissue each get their own half-step), and
    the fraction (intensity - outside) / (inside - outside) in a band around the boundary.
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .runtime import checkpoint, execute
+from .runtime import DicomToPrintError, checkpoint, execute
 
 
 def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -37,52 +38,163 @@ def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
     inside of a plane, by inclusion-exclusion over the cube's corners."""
     c = c - np.where(m < 0, m, 0.0).sum(axis=1)  # mirror axes so that every m_i >= 0
     m = np.abs(m)
-    m = np.maximum(m, 1e-4 * m.max(axis=1, keepdims=True))  # an axis parallel to the plane: tilt it negligibly
+    # A row of zeros is no plane (a zero gradient, a vertex whose triangles cancel out): the voxel is then wholly
+    # on the side c says, never NaN. An axis parallel to the plane is tilted negligibly.
+    flat = m.max(axis=1) <= 0.0
+    m = np.maximum(m, 1e-4 * np.where(flat, 1.0, m.max(axis=1))[:, None])
     total = np.zeros(len(c))
     for corner in np.ndindex(2, 2, 2):
         sign = -1.0 if sum(corner) % 2 else 1.0
         total += sign * np.maximum(c - m @ np.array(corner, float), 0.0) ** 3
-    return np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0)
+    return np.where(flat, (c > 0).astype(float), np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0))
+
+
+class NothingToPrint(DicomToPrintError):
+    """The automatic threshold found no structure that stands out from the noise: there is nothing to print."""
+
+
+#: A structure counts only when it stands out from the noise by this many standard deviations.
+MINIMUM_CONTRAST_IN_NOISE = 5.0
+#: Soft tissue on CT (fat -100 HU to muscle and blood 60 HU): where its histogram peak is looked for.
+SOFT_TISSUE_HU = (-150.0, 150.0)
+#: Bone is searched this far (HU) above the soft-tissue peak at least, and below metal.
+BONE_MARGIN_HU = 100.0
+METAL_HU = 2500.0
 
 
 @dataclass
-class Iso50Levels:
-    """The global ISO-50 threshold and the levels it is halfway between."""
+class ThresholdLevels:
+    """An automatic threshold, the levels it lies halfway between, and what it selects."""
 
     threshold: float
-    upperLevel: float
     lowerLevel: float
+    upperLevel: float
+    #: standard deviation of the noise at the lower level (same units)
+    noise: float
+    #: what the threshold selects, as a segment name ("Bone", "Skin")
+    structure: str
+    lowerName: str
+    upperName: str
+    units: str = ""
 
-    def describe(self, units: str = "") -> str:
-        return (f"ISO-50: halfway between the two densest intensity classes, {self.lowerLevel:.0f}{units} and "
-                f"{self.upperLevel:.0f}{units}")
+    def describe(self) -> str:
+        """In words a clinician understands: what, at which level, between what."""
+        u = f" {self.units}" if self.units else ""
+        what = {"Bone": "bone", "Skin": "the body's outer surface (skin)"}.get(self.structure, self.structure)
+        text = (f"{what}: voxels of {self.threshold:.0f}{u} and more, halfway between {self.lowerName} "
+                f"({self.lowerLevel:.0f}{u}) and {self.upperName} ({self.upperLevel:.0f}{u})")
+        if self.structure == "Skin":
+            text += "; an MR has no Hounsfield units, so it is the body's surface that is found automatically"
+        return text
+
+    def asDict(self) -> dict:
+        return {"lowerLevel": round(self.lowerLevel, 1), "upperLevel": round(self.upperLevel, 1),
+                "lowerName": self.lowerName, "upperName": self.upperName, "noise": round(self.noise, 1)}
 
 
-def iso50Threshold(values: np.ndarray) -> Iso50Levels:
-    """Threshold halfway between the two densest classes of the histogram.
-
-    Three-class Otsu separates e.g. air, soft tissue and bone on CT (or background, tissue and bright structures
-    on MR); the levels are the medians of the two upper classes, which unlike Otsu's split point do not depend on
-    how many voxels each class has.
-
-    :param values: the volume's voxels (any shape).
-    :raises ValueError: when the volume has no contrast.
-    """
-    values = np.asarray(values)
-    low, high = float(values.min()), float(values.max())
-    if not high > low:
-        raise ValueError("The volume has a single intensity; there is no boundary to find")
-    otsu = sitk.OtsuMultipleThresholdsImageFilter()
-    otsu.SetNumberOfThresholds(2)
+def _otsuSplit(values: np.ndarray) -> float:
+    """Two-class Otsu threshold of the values (256 bins)."""
+    otsu = sitk.OtsuThresholdImageFilter()
     otsu.SetNumberOfHistogramBins(256)
-    otsu.Execute(sitk.GetImageFromArray(np.ascontiguousarray(values.reshape(-1, 1, 1)).astype(np.float32)))
-    t1, t2 = otsu.GetThresholds()
-    upper = values[values > t2]
-    middle = values[(values > t1) & (values <= t2)]
-    if upper.size == 0 or middle.size == 0:
-        raise ValueError("The histogram has fewer than three intensity classes; give a threshold")
-    upperLevel, lowerLevel = float(np.median(upper)), float(np.median(middle))
-    return Iso50Levels((upperLevel + lowerLevel) / 2.0, upperLevel, lowerLevel)
+    otsu.SetInsideValue(0)
+    otsu.SetOutsideValue(1)
+    otsu.Execute(sitk.GetImageFromArray(np.ascontiguousarray(values.reshape(-1, 1, 1), np.float32)))
+    return float(otsu.GetThreshold())
+
+
+def _robustNoise(values: np.ndarray, level: float, window: float) -> float:
+    """Standard deviation of the noise around a peak: 1.4826 x the median absolute deviation from it, on each side
+    separately (fat below soft tissue, partial volume above it, widen one side only), the smaller kept; the
+    window is then narrowed to four of them and the estimate made again."""
+    sigma = window
+    for _ in range(2):
+        sides = []
+        for side in (values[(values < level) & (values >= level - window)],
+                     values[(values > level) & (values <= level + window)]):
+            if side.size:
+                sides.append(1.4826 * float(np.median(np.abs(side - level))))
+        if not sides:
+            return 0.0
+        sigma = min(sides)
+        window = max(4.0 * sigma, 10.0)
+    return sigma
+
+
+def boneLevels(values: np.ndarray, minimumVoxels: int = 1) -> ThresholdLevels:
+    """Bone on a CT, as a patient's scan shows it: air and soft tissue fill most of the histogram, bone is a few
+    percent of the voxels, so the classes are searched where bone lives.
+
+    1. The soft-tissue level: the histogram's peak between -150 and 150 HU (where fat, muscle, brain and blood
+       are); on a scan of bone in air (a dry specimen) with no such peak, the air's peak.
+    2. Bone: the voxels more than five noise standard deviations (and at least 100 HU) above that level and
+       below metal (2500 HU), split into two classes (Otsu): partial volume, cancellous bone and plastic below,
+       cortical bone above; the cortical level is the median of the upper class.
+    3. The threshold is halfway between the two levels (ISO-50): where a surface between soft tissue and
+       cortical bone lies. Cancellous bone and marrow inside the bone fall below it; they are filled in later.
+
+    :param values: the volume's voxels in HU (any shape; a sample is enough).
+    :param minimumVoxels: fewer bone-dense voxels than this is no bone.
+    :raises NothingToPrint: when nothing is bone-dense, or bone does not stand out from the noise.
+    """
+    values = np.asarray(values, np.float32).ravel()
+    if not values.size or not float(values.max()) > float(values.min()):
+        raise NothingToPrint("the volume has a single intensity; there is no boundary to find")
+    low = max(float(values.min()), -1100.0)
+    bins = np.arange(np.floor(low), 3100.0, 4.0)
+    counts, edges = np.histogram(values, bins)
+    smooth = np.convolve(counts, np.ones(5) / 5.0, mode="same")  # 20 HU: noise does not make false peaks
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    tissue = (centers >= SOFT_TISSUE_HU[0]) & (centers <= SOFT_TISSUE_HU[1])
+    if smooth[tissue].sum() >= 0.005 * values.size:
+        lowerLevel, lowerName = float(centers[tissue][np.argmax(smooth[tissue])]), "soft tissue"
+    else:
+        air = centers < -500.0
+        lowerLevel, lowerName = float(centers[air][np.argmax(smooth[air])]) if air.any() else low, "air"
+    noise = _robustNoise(values, lowerLevel, 150.0)
+    floor = lowerLevel + max(MINIMUM_CONTRAST_IN_NOISE * noise, BONE_MARGIN_HU)
+    candidates = values[(values > floor) & (values <= METAL_HU)]
+    if candidates.size < max(minimumVoxels, 2):
+        raise NothingToPrint(f"nothing in this CT is as dense as bone: no part of it is denser than {lowerName} "
+                             f"({lowerLevel:.0f} HU) by more than {floor - lowerLevel:.0f} HU (five times the "
+                             f"noise, {noise:.0f} HU, and at least {BONE_MARGIN_HU:.0f} HU)")
+    split = _otsuSplit(candidates) if float(candidates.max()) > float(candidates.min()) else float(candidates.min())
+    upper, lower = candidates[candidates > split], candidates[candidates <= split]
+    upperLevel = float(np.median(upper if upper.size else candidates))
+    if not lower.size or upperLevel - float(np.median(lower)) < MINIMUM_CONTRAST_IN_NOISE * noise:
+        upperLevel = float(np.median(candidates))  # one class only (e.g. a phantom's bone): Otsu halved it
+    if upperLevel - lowerLevel < MINIMUM_CONTRAST_IN_NOISE * noise:
+        raise NothingToPrint(f"bone does not stand out from the noise: {upperLevel:.0f} HU against {lowerName} at "
+                             f"{lowerLevel:.0f} HU is less than five times the noise ({noise:.0f} HU)")
+    return ThresholdLevels((lowerLevel + upperLevel) / 2.0, lowerLevel, upperLevel, noise, "Bone", lowerName,
+                           "cortical bone", "HU")
+
+
+def bodyLevels(values: np.ndarray) -> ThresholdLevels:
+    """The body against the background around it, for series without Hounsfield units (MR): two classes (Otsu),
+    their medians the background and tissue levels, the threshold halfway.
+
+    :raises NothingToPrint: when the two classes are less than five noise standard deviations apart (a volume
+        of noise, or a field of view with no background around the body).
+    """
+    values = np.asarray(values, np.float32).ravel()
+    if not values.size or not float(values.max()) > float(values.min()):
+        raise NothingToPrint("the volume has a single intensity; there is no boundary to find")
+    split = _otsuSplit(values)
+    lower, upper = values[values <= split], values[values > split]
+    lowerLevel, upperLevel = float(np.median(lower)), float(np.median(upper))
+    noise = 1.4826 * float(np.median(np.abs(lower - lowerLevel)))
+    if upperLevel - lowerLevel < MINIMUM_CONTRAST_IN_NOISE * noise:
+        raise NothingToPrint(f"nothing stands out from the noise: the brighter half of the volume ({upperLevel:.0f}) "
+                             f"is only {(upperLevel - lowerLevel) / max(noise, 1e-12):.1f} noise standard deviations "
+                             f"({noise:.0f}) above the darker ({lowerLevel:.0f}); five are needed")
+    return ThresholdLevels((lowerLevel + upperLevel) / 2.0, lowerLevel, upperLevel, noise, "Skin",
+                           "the background", "tissue")
+
+
+def iso50Threshold(values: np.ndarray, modality: str = "CT", minimumVoxels: int = 1) -> ThresholdLevels:
+    """The automatic ISO-50 threshold: bone on CT (:func:`boneLevels`), the body's surface on other modalities,
+    which have no Hounsfield units (:func:`bodyLevels`)."""
+    return boneLevels(values, minimumVoxels) if modality == "CT" else bodyLevels(values)
 
 
 @dataclass
@@ -159,8 +271,31 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     return result
 
 
-def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 2.5) -> FractionMap:
+def _boundaryBand(inside: np.ndarray) -> np.ndarray:
+    """Voxels with a voxel of the other side among their 26 neighbours: the partial-volume band on both sides of
+    the boundary (a 3 x 3 x 3 maximum and minimum, each separable into three passes)."""
+    def extreme(operation):
+        result = inside
+        for axis in range(3):
+            lower, upper = [slice(None)] * 3, [slice(None)] * 3
+            lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+            lower, upper = tuple(lower), tuple(upper)
+            passed = result.copy()
+            passed[lower] = operation(passed[lower], result[upper])
+            passed[upper] = operation(passed[upper], result[lower])
+            result = passed
+        return result
+
+    return extreme(np.logical_or) & ~extreme(np.logical_and)
+
+
+def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 2.5,
+                threshold: float | None = None) -> FractionMap:
     """Fraction of each voxel inside the object, from the intensity levels on both sides of its boundary.
+
+    Only the voxels on either side of the object's boundary, one voxel deep, are partial: the rest of the object
+    is 1 (also where it is cancellous bone or marrow, less dense than its boundary) and the rest of the outside 0
+    (nothing the segmentation left out comes back).
 
     Memory: besides the volume, one 32-bit distance map, the 32-bit fraction map it returns, three masks of one
     byte per voxel and the few voxels near the boundary (a 512 x 512 x 300 volume: about 1 GB).
@@ -169,6 +304,8 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     :param mask: the segmented object on the same grid (what the Threshold, Islands and Smoothing steps made).
     :param spacing: voxel size (i, j, k) in mm.
     :param sigmaMm: how far (Gaussian sigma) the levels are averaged along the boundary.
+    :param threshold: the threshold that found the object: the level inside is measured on voxels at or above
+        it (not on cancellous bone inside cortical bone), the level outside on voxels below it.
     """
     h = float(max(spacing))
     box = _boundingBox(mask, margin=int(np.ceil(4 * h / min(spacing))) + 1)
@@ -186,6 +323,9 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     # and would pull the levels towards each other); three voxels is still "near".
     innerRing = (distance <= -1.5 * h) & (distance >= -3 * h)
     outerRing = (distance >= 1.5 * h) & (distance <= 3 * h)
+    if threshold is not None:  # the object's own material inside, not cancellous bone; nothing of it outside
+        innerRing &= hu >= threshold
+        outerRing &= hu < threshold
     outsideLevel = float(np.median(hu[outerRing])) if outerRing.any() else float(np.median(hu[~inside]))
     if np.count_nonzero(innerRing) >= 200:
         insideLevel, source = float(np.median(hu[innerRing])), "interior"
@@ -194,12 +334,11 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
         noise = 1.4826 * float(np.median(np.abs(hu[outerRing] - outsideLevel))) if outerRing.any() else 0.0
         insideLevel, source = float(np.percentile(hu[inside], 95)) - 1.645 * noise, "plateau"
 
-    # The partial-volume zone is within about a voxel of the boundary; beyond it a voxel is one material. The
-    # levels are needed only in that band.
-    band = 1.5 * h
-    fraction = (distance < 0).astype(np.float32)
-    near = np.nonzero(np.abs(distance) <= band)
+    # The partial-volume zone is within a voxel of the boundary; beyond it a voxel is one material (inside also
+    # where it is less dense, as cancellous bone is). The levels are needed only in that band.
+    fraction = inside.astype(np.float32)
     del distance, distanceImage
+    near = np.nonzero(_boundaryBand(inside))
     # The levels vary over centimetres: average them on a grid of voxels binned to at most sigma / 2 (the bin's
     # own blur is a small part of sigma), which is up to 8 times less work, and interpolate into the band.
     shrink = [max(1, min(int(0.5 * sigmaMm // s), n // 2)) for s, n in zip(spacing, hu.shape[::-1], strict=True)]

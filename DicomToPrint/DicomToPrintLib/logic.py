@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import numpy as np
+
 from . import dicom, display, export, levels, mesh, segment, surface
 from .runtime import (
     DicomToPrintError,
@@ -52,6 +54,10 @@ class DicomToPrintParameters:
     #: Islands effect: KEEP_LARGEST_ISLAND, REMOVE_SMALL_ISLANDS or NONE, and the minimum size in mm^3.
     islandsOperation: str = segment.KEEP_LARGEST_ISLAND
     islandsMinimumSizeMm3: float = 100.0
+    #: Fill the sealed cavities inside the structure that belong to its solid: cancellous bone, diploe and marrow
+    #: inside bone (a cavity holding what surrounds the bone, e.g. the inside of a hollow phantom, is kept); for a
+    #: body's surface (MR, "CT skin"), everything inside it.
+    fillCavities: bool = True
     #: Smoothing effect: method and kernel. 1 mm median removes single-voxel noise at the boundary without
     #: eating thin structures as Slicer's 3 mm default would.
     smoothingMethod: str = segment.MEDIAN
@@ -299,7 +305,9 @@ def defaultSegmentName(parameters: DicomToPrintParameters, modality: str) -> str
         return parameters.segmentName
     if parameters.preset:
         return parameters.preset.replace("CT ", "").capitalize()
-    return "Bone" if modality == "CT" and parameters.autoThresholdMethod == ISO50 else "Segment"
+    if parameters.autoThresholdMethod == ISO50:  # what the automatic threshold finds (see levels.iso50Threshold)
+        return "Bone" if modality == "CT" else "Skin"
+    return "Segment"
 
 
 class DicomToPrintLogic:
@@ -335,13 +343,20 @@ class DicomToPrintLogic:
                                         "a threshold range")
             minimum, maximum = segment.presetRange(parameters.preset, volumeNode)
             source, reason = f"preset '{parameters.preset}'", "fixed Hounsfield range of the preset"
+            if parameters.preset == "CT skin":
+                return {"minimum": float(minimum), "maximum": float(maximum), "source": source, "reason": reason,
+                        "structure": "Skin"}
         elif parameters.autoThresholdMethod == ISO50:
-            values = segment.volumeArray(volumeNode)
+            values, sampled = segment.volumeArray(volumeNode), 1
             if values.size > 8_000_000:  # the levels are medians: every 8th voxel gives the same numbers
-                values = values[::2, ::2, ::2]
-            iso = levels.iso50Threshold(values)
-            minimum, maximum = iso.threshold, high
-            source, reason = "automatic (ISO-50)", iso.describe(" HU" if modality == "CT" else "")
+                values, sampled = values[::2, ::2, ::2], 8
+            # bone smaller than an island that would be kept is no bone
+            voxelVolume = float(np.prod(volumeNode.GetSpacing())) * sampled
+            iso = levels.iso50Threshold(values, modality, int(parameters.islandsMinimumSizeMm3 // voxelVolume) + 1)
+            return {"minimum": float(iso.threshold), "maximum": float(high), "source": "automatic (ISO-50)",
+                    "reason": iso.describe(), "structure": iso.structure, "levels": iso.asDict(),
+                    "cavityTolerance": max(levels.MINIMUM_CONTRAST_IN_NOISE * iso.noise,
+                                           0.05 * (iso.upperLevel - iso.lowerLevel))}
         elif parameters.autoThresholdMethod:
             minimum, maximum = segment.autoThreshold(volumeNode, parameters.autoThresholdMethod)
             source = f"automatic ({parameters.autoThresholdMethod})"
@@ -363,16 +378,23 @@ class DicomToPrintLogic:
             segmentId = editor.addSegment(segmentName)
             editor.threshold(segmentId, threshold["minimum"], threshold["maximum"])
             self._checkSelection(segmentationNode, segmentId, volumeNode, threshold)
-            islands = self._cleanSegment(editor, segmentationNode, segmentId, parameters)
+            islands = self._cleanSegment(editor, segmentationNode, segmentId, parameters, threshold)
         return segmentationNode, segmentId, islands
 
-    def createSurface(self, segmentationNode, segmentId: str, volumeNode, parameters: DicomToPrintParameters):
-        """Closed surface (RAS), repaired. Returns (vtkPolyData, surface info, repair log)."""
+    def createSurface(self, segmentationNode, segmentId: str, volumeNode, parameters: DicomToPrintParameters,
+                      threshold: dict | None = None):
+        """Closed surface (RAS), repaired, with the parts the Islands setting keeps. Returns (vtkPolyData, surface
+        info, repair log).
+
+        :param threshold: how the segment was thresholded (:meth:`thresholdRange`); the sub-voxel surface measures
+            the level inside on voxels above its minimum.
+        """
         if parameters.surfacePlacement == surface.SUBVOXEL:
             placed = surface.createSubvoxelSurface(
                 segmentationNode, segmentId, volumeNode, smoothingFactor=parameters.smoothingFactor,
                 hollowWallMm=parameters.hollowWallMm, hollowMode=parameters.hollowMode,
-                drainHoleDiameterMm=parameters.drainHoleDiameterMm)
+                drainHoleDiameterMm=parameters.drainHoleDiameterMm,
+                threshold=threshold["minimum"] if threshold and threshold.get("levels") else None)
             polyData = placed.polyData
             info = {"placement": surface.SUBVOXEL, "insideLevel": round(placed.insideLevel, 1),
                     "outsideLevel": round(placed.outsideLevel, 1), "insideLevelSource": placed.insideLevelSource,
@@ -491,8 +513,13 @@ class DicomToPrintLogic:
                     timings["load"] = time.perf_counter() - t
 
                     t = begin("segment", "Segmenting")
-                    segmentationNode, segments = self._segmentStructures(volume, parameters, structures,
-                                                                         series.modality)
+                    try:
+                        segmentationNode, segments = self._segmentStructures(volume, parameters, structures,
+                                                                             series.modality)
+                    except levels.NothingToPrint as error:  # say which series, and what else to try
+                        raise levels.NothingToPrint(
+                            f"{inputDicomFolder}: {error}; there is nothing to print with the automatic "
+                            "threshold (give a threshold range or a preset to print another structure)") from None
                     nodes.append(segmentationNode)
                     timings["segment"] = time.perf_counter() - t
 
@@ -500,7 +527,7 @@ class DicomToPrintLogic:
                     meshes = {}
                     for segmentResult in segments:
                         polyData, segmentResult.surface, log = self.createSurface(
-                            segmentationNode, segmentResult.segmentId, volume, parameters)
+                            segmentationNode, segmentResult.segmentId, volume, parameters, segmentResult.threshold)
                         segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
                         segmentResult.repair = {"surface": log.asDict()}
                         meshes[segmentResult.segmentId] = polyData
@@ -593,6 +620,14 @@ class DicomToPrintLogic:
         voxels it shares with an earlier one, Slicer's overwrite mode), then islands, smoothing and, for the
         labelmap route, hollowing, per segment. Returns (segmentationNode, [SegmentResult])."""
         segmentationNode = segment.createSegmentation(self.context, volumeNode)
+        try:
+            results = self._segmentInto(segmentationNode, volumeNode, parameters, structures, modality)
+        except BaseException:
+            self.context.removeNode(segmentationNode)
+            raise
+        return segmentationNode, results
+
+    def _segmentInto(self, segmentationNode, volumeNode, parameters, structures, modality) -> list[SegmentResult]:
         results = []
         with segment.SegmentEditor(self.context, segmentationNode, volumeNode) as editor:
             for index, (name, color, settings) in enumerate(structures):
@@ -605,8 +640,8 @@ class DicomToPrintLogic:
                 results.append(SegmentResult(name, color, segmentId, threshold, {}, {}, {}, {}, 0))
             for segmentResult in results:
                 segmentResult.islands = self._cleanSegment(editor, segmentationNode, segmentResult.segmentId,
-                                                           parameters)
-        return segmentationNode, results
+                                                           parameters, segmentResult.threshold)
+        return results
 
     def _checkSelection(self, segmentationNode, segmentId, volumeNode, threshold) -> None:
         selected = segment.requireNonEmpty(segmentationNode, segmentId,
@@ -618,12 +653,20 @@ class DicomToPrintLogic:
                                     f"{100.0 * selected / (dims[0] * dims[1] * dims[2]):.0f} % of the volume: "
                                     "the model would be the scan's box; give a narrower threshold")
 
-    def _cleanSegment(self, editor, segmentationNode, segmentId, parameters: DicomToPrintParameters) -> dict:
-        """Islands, smoothing and (labelmap route) hollowing of one segment; returns the islands counts."""
+    def _cleanSegment(self, editor, segmentationNode, segmentId, parameters: DicomToPrintParameters,
+                      threshold: dict | None = None) -> dict:
+        """Islands, cavities, smoothing and (labelmap route) hollowing of one segment; returns the islands and
+        cavities counts."""
         islands = editor.islands(segmentId, parameters.islandsOperation,
                                  minimumSizeMm3=parameters.islandsMinimumSizeMm3)
         segment.requireNonEmpty(segmentationNode, segmentId, "removing islands smaller than "
                                 f"{parameters.islandsMinimumSizeMm3:g} mm^3")
+        if parameters.fillCavities:
+            threshold = threshold or {}
+            levelsFound = threshold.get("levels", {})
+            islands["cavities"] = editor.fillCavities(
+                segmentId, everything=threshold.get("structure") == "Skin", outsideLevel=levelsFound.get("lowerLevel"),
+                tolerance=threshold.get("cavityTolerance"))
         editor.smoothing(segmentId, parameters.smoothingMethod, parameters.kernelSizeMm,
                          parameters.gaussianStandardDeviationMm, parameters.jointTaubinSmoothingFactor)
         if parameters.hollowWallMm > 0 and parameters.surfacePlacement == surface.LABELMAP:

@@ -193,6 +193,108 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     return keep, found, kept
 
 
+def sealedCavities(inside: np.ndarray, sliceWise: bool = False) -> tuple[np.ndarray, int]:
+    """Label the sealed cavities of an object: the parts of the background that no path of background voxels
+    (26-connected, the dual of the object's face connectivity) joins to the outside. The faces of the array are
+    open: a cavity that the field of view cuts is not sealed.
+
+    :param inside: the object (k, j, i), bool.
+    :param sliceWise: also count as cavities the background enclosed within a slice (k) that the 3D test leaves
+        open (a nostril, an ear canal: right for a body's surface, wrong for bone).
+    :return: (per-voxel cavity label, 0 outside any cavity; the largest label, some below it may be unused).
+    """
+    import SimpleITK as sitk
+
+    padded = np.pad(~inside, 1, constant_values=True).view(np.uint8)
+    labeller = sitk.ConnectedComponentImageFilter()
+    labeller.SetFullyConnected(True)
+    labels = sitk.GetArrayFromImage(execute(labeller, sitk.GetImageFromArray(padded)))
+    del padded
+    checkpoint()
+    labels[labels == labels[0, 0, 0]] = 0  # the outside: joined to the padding around the array
+    labels = labels[1:-1, 1:-1, 1:-1]
+    if sliceWise:
+        planar = sitk.ConnectedComponentImageFilter()
+        planar.SetFullyConnected(True)
+        nextLabel = int(labels.max()) + 1
+        for k in range(len(inside)):
+            checkpoint()
+            open2d = (labels[k] == 0) & ~inside[k]
+            components = sitk.GetArrayFromImage(planar.Execute(sitk.GetImageFromArray(
+                np.pad(open2d, 1, constant_values=True).view(np.uint8))))
+            enclosed = open2d & (components[1:-1, 1:-1] != components[0, 0])
+            if enclosed.any():
+                labels[k][enclosed] = nextLabel
+                nextLabel += 1
+    return labels, int(labels.max(initial=0))
+
+
+def _dilateWithin(grown: np.ndarray, allowed: np.ndarray, steps) -> np.ndarray:
+    """Grow ``grown`` by face neighbours into ``allowed`` voxels, ``steps`` (k, j, i) times along each axis."""
+    grown = grown.copy()
+    for step in range(max(steps)):
+        checkpoint()
+        before = grown.copy()
+        for axis, count in enumerate(steps):
+            if step >= count:
+                continue
+            lower, upper = [slice(None)] * 3, [slice(None)] * 3
+            lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+            grown[tuple(lower)] |= before[tuple(upper)] & allowed[tuple(lower)]
+            grown[tuple(upper)] |= before[tuple(lower)] & allowed[tuple(upper)]
+    return grown
+
+
+def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: float | None = None,
+                   tolerance: float | None = None, sliceWise: bool = False, spacing=(1.0, 1.0, 1.0),
+                   reachMm: float = 3.0) -> tuple[np.ndarray, dict]:
+    """What inside the object belongs to its solid besides the voxels the threshold selected.
+
+    Bone (``values`` given): cancellous bone, diploe and marrow lie inside the cortical bone but below the
+    threshold that finds cortical bone. First the voxels denser than the tissue around the object that lie
+    within ``reachMm`` of it, reached through such voxels, join it (the diploe between a skull's two tables,
+    whose thin tables the threshold leaves with gaps; the partial-volume rim also joins, which does not move a
+    surface placed from the intensities). Then every sealed cavity is filled unless it holds what surrounds the
+    object (measured one to three voxels out): soft tissue inside a hollow phantom, the brain in a skull whose
+    foramen magnum is closed, air inside a dry skull, are real hollows; fatty marrow is not.
+
+    A body's surface (``values`` None): every sealed cavity, and what each slice encloses.
+
+    :param inside: the object (k, j, i), bool.
+    :param values: the intensities on the same grid, or None for a body's surface.
+    :param outsideLevel: what the joining voxels must be denser than (e.g. soft tissue, for bone); None: what
+        surrounds the object.
+    :param tolerance: denser by more than this is "denser"; a cavity within it of what surrounds the object is
+        kept; None: five noise standard deviations of what surrounds the object.
+    :param spacing: voxel size (i, j, k) in mm.
+    :return: (voxels to add, {"cavities", "filled", "voxelsFilled"}).
+    """
+    grown = inside
+    if values is not None:
+        # what surrounds the object: a ring one to three voxels out, beyond the partial-volume rim
+        everywhere = np.ones_like(inside)
+        ring = _dilateWithin(inside, everywhere, (3, 3, 3)) & ~_dilateWithin(inside, everywhere, (1, 1, 1))
+        around = values[ring] if ring.any() else values.ravel()
+        del ring, everywhere
+        surrounding = float(np.median(around))
+        if tolerance is None:  # five noise standard deviations (robust: 1.4826 x median absolute deviation)
+            tolerance = 5.0 * 1.4826 * float(np.median(np.abs(around - surrounding)))
+        denserThan = surrounding if outsideLevel is None else outsideLevel
+        steps = [max(1, int(np.ceil(reachMm / s))) for s in reversed(spacing)]
+        grown = _dilateWithin(inside, values > denserThan + tolerance, steps)
+    labels, largest = sealedCavities(grown, sliceWise)
+    voxels = np.bincount(labels.ravel(), minlength=largest + 1)
+    present = voxels > 0
+    present[0] = False
+    fill = present.copy()
+    if present.any() and values is not None:
+        means = np.bincount(labels.ravel(), weights=values.ravel().astype(np.float64), minlength=largest + 1)
+        fill &= np.abs(means / np.maximum(voxels, 1) - surrounding) > tolerance
+    add = fill[labels] | (grown & ~inside)
+    return add, {"cavities": int(np.count_nonzero(present)), "filled": int(np.count_nonzero(fill)),
+                 "voxelsFilled": int(np.count_nonzero(add))}
+
+
 def _boxSum(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
     """Sums of ``values`` over the windows [p - radius, p + radius] along ``axis``, clipped to the array: the
     array added to itself shifted by 1 to ``radius`` each way (median kernels are a few voxels)."""
@@ -315,6 +417,27 @@ class SegmentEditor:
         self.logic.UpdateSelectedSegmentLabelmap()
         return self.logic.GetSelectedSegmentLabelmap()
 
+    def _otherSegments(self, segmentId: str, box) -> np.ndarray:
+        """The voxels of the segmentation's other segments within ``box`` (an extent of the segment's grid)."""
+        result = np.zeros((box[5] - box[4] + 1, box[3] - box[2] + 1, box[1] - box[0] + 1), bool)
+        segmentation = self.segmentationNode.GetSegmentation()
+        for otherId in segmentation.GetSegmentIDs():
+            if otherId == segmentId:
+                continue
+            labelmap = self.segmentationNode.GetBinaryLabelmapInternalRepresentation(otherId)
+            extent = labelmap.GetExtent() if labelmap is not None else (0, -1, 0, -1, 0, -1)
+            low = [max(extent[2 * a], box[2 * a]) for a in range(3)]
+            high = [min(extent[2 * a + 1], box[2 * a + 1]) for a in range(3)]
+            if any(h < lo for lo, h in zip(low, high, strict=True)):
+                continue
+            dims = labelmap.GetDimensions()
+            values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1])
+            part = values[low[2] - extent[4]:high[2] - extent[4] + 1, low[1] - extent[2]:high[1] - extent[2] + 1,
+                          low[0] - extent[0]:high[0] - extent[0] + 1]
+            result[low[2] - box[4]:high[2] - box[4] + 1, low[1] - box[2]:high[1] - box[2] + 1,
+                   low[0] - box[0]:high[0] - box[0] + 1] |= part == segmentation.GetSegment(otherId).GetLabelValue()
+        return result
+
     def _orientedCopy(self, imageData, geometrySource):
         image = slicer.vtkOrientedImageData()
         image.DeepCopy(imageData)
@@ -380,6 +503,51 @@ class SegmentEditor:
         del keep
         self._modify(segmentId, self._orientedCopy(result, labelmap))
         return {"islands": int(found), "kept": int(kept), "minimumSizeVoxels": minimumSize}
+
+    def fillCavities(self, segmentId: str, everything: bool = False, outsideLevel: float | None = None,
+                     tolerance: float | None = None, reachMm: float = 3.0) -> dict:
+        """Add to the segment what lies inside it and belongs to its solid (:func:`cavitiesToFill`): cancellous
+        bone, diploe, marrow; with ``everything``, all it encloses (a body's surface).
+
+        Slicer has no effect for this; its result is what a user gets by painting these regions in.
+
+        :param outsideLevel: what joining voxels must be denser than (see :func:`cavitiesToFill`).
+        :param tolerance: what counts as denser, and as the same as what surrounds the segment.
+        :param reachMm: how far from the segment denser voxels join it.
+        :return: counts: cavities found, cavities filled, voxels added.
+        """
+        labelmap = self._selectedSegmentLabelmap(segmentId)
+        extent = list(labelmap.GetExtent())
+        if extent[1] < extent[0]:
+            return {"cavities": 0, "filled": 0, "voxelsFilled": 0}
+        # the box of the segment, widened by the reach of the growth and clipped to the volume
+        volumeExtent = self.sourceVolumeNode.GetImageData().GetExtent()
+        spacing = labelmap.GetSpacing()
+        margin = [0 if everything else int(np.ceil(reachMm / s)) + 1 for s in spacing]
+        box = []
+        for axis in range(3):
+            box += [max(extent[2 * axis] - margin[axis], volumeExtent[2 * axis]),
+                    min(extent[2 * axis + 1] + margin[axis], volumeExtent[2 * axis + 1])]
+        dims = labelmap.GetDimensions()
+        voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1])
+        inside = np.zeros((box[5] - box[4] + 1, box[3] - box[2] + 1, box[1] - box[0] + 1), bool)
+        inside[extent[4] - box[4]:extent[5] - box[4] + 1, extent[2] - box[2]:extent[3] - box[2] + 1,
+               extent[0] - box[0]:extent[1] - box[0] + 1] = (
+            voxels == self.segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue())
+        values = None
+        if not everything:
+            values = volumeArray(self.sourceVolumeNode)[box[4]:box[5] + 1, box[2]:box[3] + 1, box[0]:box[1] + 1]
+        add, counts = cavitiesToFill(inside, values, outsideLevel, tolerance, sliceWise=everything,
+                                     spacing=spacing, reachMm=reachMm)
+        if counts["voxelsFilled"]:  # another structure's voxels stay its own (the skin's inside holds the bone)
+            add &= ~self._otherSegments(segmentId, box)
+            counts["voxelsFilled"] = int(np.count_nonzero(add))
+            result = vtk.vtkImageData()
+            result.SetExtent(box)
+            result.GetPointData().SetScalars(numpy_support.numpy_to_vtk(
+                (add | inside).ravel().view(np.uint8), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+            self._modify(segmentId, self._orientedCopy(result, labelmap))
+        return counts
 
     def smoothing(self, segmentId: str, smoothingMethod: str = MEDIAN, kernelSizeMm: float = 3.0,
                   gaussianStandardDeviationMm: float = 3.0, jointTaubinSmoothingFactor: float = 0.5) -> None:

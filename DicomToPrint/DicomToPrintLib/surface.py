@@ -172,7 +172,7 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
 def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothingFactor: float = 0.2,
                           preserveVolume: bool = False, refine: bool = True, hollowWallMm: float = 0.0,
                           hollowMode: str = levels.OUTSIDE_SURFACE,
-                          drainHoleDiameterMm: float = 0.0) -> SubvoxelSurface:
+                          drainHoleDiameterMm: float = 0.0, threshold: float | None = None) -> SubvoxelSurface:
     """The segment's surface placed from the intensities of the volume (local ISO-50), see the module's text.
 
     The fraction map goes into a temporary segmentation (no node in the scene) as a fractional labelmap and is
@@ -189,11 +189,12 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     :param refine: correct the contour with the measured partial volumes (:func:`refinePartialVolume`).
     :param hollowWallMm: if above 0, hollow the object to this wall (:func:`.levels.hollowFraction`), in
         ``hollowMode``, with drain holes of ``drainHoleDiameterMm`` (0: none).
+    :param threshold: the lower threshold that found the object (see :func:`.levels.fractionMap`).
     :return: the surface (RAS) and how it was placed.
     """
     values = segment.volumeArray(volumeNode)
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
-    fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing())
+    fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing(), threshold=threshold)
     del mask
     checkpoint()
     measured, hollow = fraction, None

@@ -26,7 +26,8 @@ class DicomToPrintCliTest(unittest.TestCase):
         code, out, err = runCli(testing.phantomSeries("shell"), "-o", target, "--report", report,
                                 "--target-triangles", 50000)
         self.assertEqual(code, 0, err)
-        self.assertRegex(out, r"Threshold 51\d to 1093: automatic \(ISO-50\), ISO-50: halfway between")
+        self.assertRegex(out, r"Threshold 5[12]\d(\.5)? to 1093: automatic \(ISO-50\), bone: voxels of 5[12]\d HU "
+                              r"and more, halfway between soft tissue \(4\d HU\) and cortical bone \(99\d HU\)")
         self.assertIn("\nPRINTABLE\n", out)
         self.assertIn("1 part(s) in 2 shell(s)", out)
         self.assertIn("[100.0%] Done", err)

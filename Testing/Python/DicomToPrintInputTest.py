@@ -137,9 +137,14 @@ class DicomToPrintInputTest(unittest.TestCase):
         sampledata.writeDicomSeries(signal_, geometry, self.folder, modality="MR", rescaleIntercept=0.0)
         with self.assertRaisesRegex(DicomToPrintError, "preset 'CT bone' is in Hounsfield units and the series is MR"):
             self.convert(name="preset", preset="CT bone")
-        result, polyData = self.convert()
+        # by default an MR gives the body's surface (here the tissue that fills the field of view), named so
+        result, polyData = self.convert(name="body")
         self.assertEqual(result.threshold["source"], "automatic (ISO-50)")
+        self.assertEqual((result.segments[0].name, result.threshold["structure"]), ("Skin", "Skin"))
         self.assertNotIn(" HU", result.threshold["reason"])
+        self.assertEqual(result.validation.statistics.parts, 1)
+        # the bright structure, by its range: where the anatomy is, not mirrored
+        result, polyData = self.convert(minimumThreshold=1216.0)
         self.assertOnSurface(polyData)
 
     def test_06_compressedTransferSyntaxes(self):
