@@ -1,8 +1,10 @@
 """Speed and memory of DicomToPrint side by side with the Slicer-default chain and the floor, in one run.
 
-    python benchmarks/benchmark.py                  # 512 x 512 x 300 and 512 x 512 x 1000 head phantoms
-    python benchmarks/benchmark.py --slices 300     # just one size
-    python benchmarks/benchmark.py --slices 2000    # the memory test: 1 GB of int16 must fit in 24 GB
+    python benchmarks/benchmark.py                  # head phantoms 512 x 512 x 300 and 1000, the patient-like
+                                                    # head CT (512 x 512 x 172) and the real skull CT
+    python benchmarks/benchmark.py --slices 300 --scans     # just one head phantom
+    python benchmarks/benchmark.py --slices --scans skull   # just the real skull CT
+    python benchmarks/benchmark.py --slices 2000 --scans    # the memory test: 1 GB of int16 must fit in 24 GB
 
 For each volume, each pipeline runs in a process of its own (so peak RSS is its own high-water mark):
 
@@ -17,8 +19,10 @@ For each volume, each pipeline runs in a process of its own (so peak RSS is its 
 Every pipeline runs with the same threads (--threads, default one per core: VTK's STDThread backend, ITK, and
 DicomToPrint's own parallel steps), as the command line does and as Slicer's own VTK (TBB) does in the app.
 
-Inputs are generated once (an analytic head-and-neck phantom, bone-like structures, 20 HU noise) into the
-cache folder. This is a measurement, not a test: it prints a table and the target ratios, nothing fails.
+Inputs are generated once into the cache folder: an analytic head-and-neck phantom (bone-like structures in soft
+tissue, 20 HU noise), the patient-like head CT (air around the head, skin, fat, muscle, a skull with diploe, a head
+holder and a table); the real skull CT is read from ../shared/data. This is a measurement, not a test: it prints a
+table and the target ratios, nothing fails.
 """
 
 import argparse
@@ -105,9 +109,10 @@ def runPipeline(pipeline: str, inputFolder: str, outputFolder: str, targetTriang
             stages["surface"] = time.perf_counter() - t
             t = time.perf_counter()
             polyData, _ = mesh.repair(polyData, parameters.minimumShellVolumeMm3)
-            # quadric only: DicomToPrint's piecewise decimation is part of what (a) is measured for
+            # VTK's quadric decimation, as Slicer ships it: DicomToPrint's decimation library is part of what (a)
+            # is measured for
             polyData, _, _ = mesh.decimateClosed(polyData, targetTriangles, parameters.minimumShellVolumeMm3,
-                                                 piecewiseAbove=sys.maxsize)
+                                                 method=mesh.VTK_QUADRIC)
             stages["decimate"] = time.perf_counter() - t
             statistics = validate.meshStatistics(polyData)
             triangles, watertight, extra = statistics.triangles, statistics.watertight, {}
@@ -156,24 +161,43 @@ def slicerMedian(editor, segmentId: str, kernelSizeMm: float) -> None:
     editor._modify(segmentId, editor._orientedCopy(median.GetOutput(), labelmap))
 
 
-def makeInput(cache: str, slices: int) -> str:
-    """The head phantom at 512 x 512 x slices (same anatomy, thinner slices for more of them)."""
-    folder = os.path.join(cache, f"head-512x512x{slices}")
+#: Scans beside the head phantoms: the patient-like head CT at a scanner's 512 x 512 (172 slices of 1 mm), and the
+#: real CT of a dry skull in ../shared/data (512 x 512 x 140).
+SCANS = {"patienthead": (512, 512, 172), "skull": None}
+SKULL = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared", "data",
+                     "ct_skull_phantom_philips")
+
+
+def makeInput(cache: str, slices: int, name: str = "head") -> str:
+    """The input series: the head phantom at 512 x 512 x slices (same anatomy, thinner slices for more of them),
+    the patient-like head CT at 512 x 512 x 172, or the real skull CT (not generated)."""
+    if name == "skull":
+        if not os.path.isdir(SKULL):
+            raise FileNotFoundError(f"{SKULL}: the real skull CT is not there (../shared/data beside the checkout)")
+        return os.path.normpath(SKULL)
+    folder = os.path.join(cache, f"{name}-512x512x{slices}")
     if os.path.isdir(folder) and len(os.listdir(folder)) == slices:
         return folder
     from DicomToPrintLib import sampledata
 
     print(f"generating {folder} ...", file=sys.stderr)
     started = time.perf_counter()
-    # approximate partial volume is enough for timing (supersampling 3 instead of 10 on curved voxels)
-    sampledata.writePhantomSeries("head", folder + ".partial", shape=(512, 512, slices),
-                                  spacing=(0.45, 0.45, 0.8 * 300 / slices), supersampling=3)
+    if name == "head":
+        # approximate partial volume is enough for timing (supersampling 3 instead of 10 on curved voxels)
+        sampledata.writePhantomSeries("head", folder + ".partial", shape=(512, 512, slices),
+                                      spacing=(0.45, 0.45, 0.8 * 300 / slices), supersampling=3)
+    else:
+        phantom = sampledata.PHANTOMS[name]
+        extent = [n * s for n, s in zip(phantom.shape, phantom.spacing, strict=True)]
+        pixel = max(extent[:2]) / 512  # square pixels over the phantom's field of view, as a scanner's
+        sampledata.writePhantomSeries(name, folder + ".partial", shape=(512, 512, slices),
+                                      spacing=(pixel, pixel, extent[2] / slices))
     os.replace(folder + ".partial", folder)
     print(f"  {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return folder
 
 
-def table(rows: list[dict], slices: int) -> str:
+def table(rows: list[dict], title: str, shape) -> str:
     stageNames = []
     for row in rows:
         stageNames += [s for s in row["stages"] if s not in stageNames]
@@ -185,9 +209,9 @@ def table(rows: list[dict], slices: int) -> str:
                   {True: "yes", False: "NO", None: "-"}[row["watertight"]]]
         lines.append("| " + " | ".join(cells) + " |")
     a, b, c = (next(r for r in rows if r["pipeline"] == p) for p in PIPELINES)
-    volumeMiB = 512 * 512 * slices * 2 / 1024**2
+    volumeMiB = shape[0] * shape[1] * shape[2] * 2 / 1024**2
     lines += ["",
-              f"512 x 512 x {slices} ({volumeMiB:.0f} MiB of int16):",
+              f"{title} ({volumeMiB:.0f} MiB of int16):",
               f"- (a)/(b) time {a['total'] / b['total']:.2f} (target <= 0.33: at least 3x faster): "
               + ("met" if a["total"] * 3 <= b["total"] else "NOT met"),
               f"- (a)/(c) time {a['total'] / c['total']:.2f} (target <= 2): "
@@ -204,7 +228,10 @@ def table(rows: list[dict], slices: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slices", type=int, nargs="+", default=[300, 1000])
+    parser.add_argument("--slices", type=int, nargs="*", default=[300, 1000],
+                        help="head phantoms of 512 x 512 x N (default 300 and 1000)")
+    parser.add_argument("--scans", nargs="*", choices=list(SCANS), default=list(SCANS),
+                        help="patient-like and real scans (default: both)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "dicomtoprint-benchmark"))
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every pipeline")
@@ -216,8 +243,15 @@ def main() -> int:
         print(json.dumps(runPipeline(pipeline, inputFolder, outputFolder, int(target), int(threads))))
         return 0
     os.makedirs(args.cache, exist_ok=True)
-    for slices in args.slices:
-        inputFolder = makeInput(args.cache, slices)
+    cases = [("head", slices, (512, 512, slices)) for slices in args.slices]
+    cases += [(name, (SCANS[name] or (512, 512, 140))[2], SCANS[name] or (512, 512, 140)) for name in args.scans]
+    for name, slices, shape in cases:
+        try:
+            inputFolder = makeInput(args.cache, slices, name)
+        except FileNotFoundError as error:
+            print(f"skipped: {error}", file=sys.stderr)
+            continue
+        title = f"{'head phantom' if name == 'head' else name} {' x '.join(str(n) for n in shape)}"
         outputFolder = tempfile.mkdtemp(prefix="out-", dir=args.cache)
         rows, target = [], 300_000
         for pipeline in args.pipelines:
@@ -232,8 +266,8 @@ def main() -> int:
             if pipeline == "dicomtoprint":
                 target = row["triangles"]
             print(f"  {pipeline}: {row['total']:.1f} s, {row['peakMiB']:.0f} MiB", file=sys.stderr)
-        print(f"\n### 512 x 512 x {slices}, {args.threads} threads\n")
-        print(table(rows, slices) if len(rows) == len(PIPELINES) else json.dumps(rows, indent=1))
+        print(f"\n### {title}, {args.threads} threads\n")
+        print(table(rows, title, shape) if len(rows) == len(PIPELINES) else json.dumps(rows, indent=1))
         sys.stdout.flush()
     return 0
 

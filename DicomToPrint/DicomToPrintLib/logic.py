@@ -408,12 +408,18 @@ class DicomToPrintLogic:
                     "description": "Slicer's binary labelmap to closed surface conversion"}
         info["smoothingFactor"] = parameters.smoothingFactor
         polyData, log = mesh.repair(polyData, parameters.minimumShellVolumeMm3)
+        # the surface holds what the Islands step kept, and no crumb of what it removed
+        if parameters.islandsOperation != segment.ISLANDS_NONE:
+            polyData, info["partsRemoved"] = mesh.keepParts(
+                polyData, parameters.islandsOperation == segment.KEEP_LARGEST_ISLAND,
+                parameters.islandsMinimumSizeMm3)
         return polyData, info, log
 
     def decimate(self, polyData, parameters: DicomToPrintParameters):
         """Decimate to the target (count and/or reduction), keeping the mesh closed and free of crossings.
 
-        :return: (mesh, info, repair log) - see :func:`.mesh.decimateClosed`.
+        :return: (mesh, info, repair log) - see :func:`.mesh.decimateClosed`; info["deviation"] says how far the
+            decimated mesh lies from the surface it was made from.
         """
         target = polyData.GetNumberOfPolys()
         if parameters.targetReduction > 0:
@@ -542,10 +548,18 @@ class DicomToPrintLogic:
                             share = replace(parameters, targetTriangles=max(
                                 4, int(parameters.targetTriangles * polyData.GetNumberOfPolys() / max(total, 1))))
                         polyData, decimation, log = self.decimate(polyData, share)
-                        if decimation["attempts"] and decimation["triangles"] > decimation["requestedTriangles"]:
+                        if decimation["attempts"] and not decimation["decimated"]:
+                            warnings.append(f"{segmentResult.name}: the decimated mesh was not kept ("
+                                            f"{'; '.join(decimation['rejected'])}); the undecimated surface "
+                                            f"({decimation['triangles']} triangles) was written instead")
+                        elif decimation["triangles"] > 1.01 * decimation["requestedTriangles"]:
                             warnings.append(f"{segmentResult.name}: decimation kept {decimation['triangles']} "
                                             f"triangles (asked for {decimation['requestedTriangles']}) to keep the "
-                                            "mesh closed")
+                                            "mesh closed and within "
+                                            f"{mesh.MAXIMUM_DEVIATION_MM:g} mm of the surface")
+                        if log.defectsLeft:
+                            warnings.append(f"{segmentResult.name}: {log.defectsLeft} triangles could not be repaired "
+                                            f"in {log.rounds} rounds")
                         segmentResult.decimation, segmentResult.repair["decimated"] = decimation, log.asDict()
                         segmentResult.triangles = polyData.GetNumberOfPolys()
                         meshes[segmentResult.segmentId] = polyData

@@ -1,15 +1,18 @@
 """Step 5 of the pipeline: repair and decimate the surface so that it stays a closed, printable solid.
 
-Each step takes a vtkPolyData and returns a new one (the input is never modified). VTK does the geometry:
-cleaning (vtkCleanPolyData), hole filling (vtkFillHolesFilter), winding (vtkPolyDataNormals), nesting
-(vtkSelectEnclosedPoints), decimation (vtkDecimatePro, vtkQuadricDecimation). What VTK has no filter for is
-written here on numpy arrays: counting how many triangles use each edge, telling duplicate triangles apart,
-splitting a vertex where two sheets of surface touch at a point, orienting each shell by how deeply it is nested
-(a cavity faces inwards), and finding triangles that cross each other (:func:`.validate.selfIntersections`).
+Each step takes a vtkPolyData and returns a new one (the input is never modified). Decimation is done by a
+library made for it, fast-simplification (the Fast-Quadric-Mesh-Simplification algorithm; VTK's quadric
+decimation where it is not installed); VTK does the rest of the geometry: cleaning (vtkCleanPolyData), hole
+filling (vtkFillHolesFilter), winding (vtkPolyDataNormals), nesting (vtkSelectEnclosedPoints). What no library
+does right is written here on numpy arrays: counting how many triangles use each edge, telling duplicate
+triangles apart, finding triangles that cross each other (:func:`.validate.selfIntersections`), refining crossing
+triangles back onto the surface they were decimated from, splitting a vertex where two sheets of surface touch at
+a point, orienting each shell by how deeply it is nested (a cavity faces inwards), and keeping the parts the
+Islands step kept.
 
-Choices that matter: decimation only of a repaired mesh, and every decimated mesh checked again, with a
-fallback (Slicer's vtkDecimatePro step, run on the raw labelmap surface, opens and splits surfaces); large meshes
-decimated in slabs side by side on the cores, whose seams stay exactly where they were; and winding made
+Choices that matter: decimation only of a repaired mesh; every decimated mesh repaired in a bounded number of
+rounds and kept only if it is closed, free of crossings and within half a millimetre of the surface it was made
+from, else the undecimated surface is written (a model is never worse than the surface); and winding made
 consistent without "auto orient" (which turns cavities outwards).
 """
 
@@ -19,9 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import vtk
-from vtk.util import numpy_support
 
-from .runtime import checkpoint, threadCount, update, waitCancellable
+from .runtime import checkpoint, update
 from .validate import (
     edgeUse,
     labelShells,
@@ -141,6 +143,139 @@ def cutAndFill(polyData, badTriangles: np.ndarray) -> vtk.vtkPolyData:
     return cleanMesh(triangulate(_run(fill, opened)))
 
 
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (lanes a mask leaves unused)."""
+    return numerator / np.where(denominator == 0, 1.0, denominator) * (denominator != 0)
+
+
+def closestPointsOnTriangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The point of each triangle (a, b, c) nearest to p, all (N, 3) (Ericson, Real-Time Collision Detection,
+    5.1.5: by the Voronoi region of the triangle that p projects into)."""
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+    denominator = va + vb + vc
+    result = a + ab * _divide(vb, denominator)[:, None] + ac * _divide(vc, denominator)[:, None]  # the face
+    regions = [  # (mask, point) from the last to the first: the first region that applies wins
+        ((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0),
+         b + (c - b) * _divide(d4 - d3, (d4 - d3) + (d5 - d6))[:, None]),
+        ((vb <= 0) & (d2 >= 0) & (d6 <= 0), a + ac * _divide(d2, d2 - d6)[:, None]),
+        ((d6 >= 0) & (d5 <= d6), c),
+        ((vc <= 0) & (d1 >= 0) & (d3 <= 0), a + ab * _divide(d1, d1 - d3)[:, None]),
+        ((d3 >= 0) & (d4 <= d3), b),
+        ((d1 <= 0) & (d2 <= 0), a),
+    ]
+    for mask, point in regions:
+        result[mask] = point[mask]
+    return result
+
+
+class ReferenceSurface:
+    """The surface a decimated mesh was made from: where its vertices belong."""
+
+    def __init__(self, polyData):
+        self.polyData = polyData
+        self.locator = vtk.vtkStaticCellLocator()
+        self.locator.SetDataSet(polyData)
+        self.locator.BuildLocator()
+        self._arrays = None
+
+    def _triangles(self):
+        if self._arrays is None:  # only when something is projected: most meshes need no refinement
+            points, triangles = pointsArray(self.polyData), trianglesArray(self.polyData)
+            corners = points[triangles]
+            self._arrays = points, triangles, np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        return self._arrays
+
+    def project(self, points: np.ndarray, normals: np.ndarray, radius: float) -> np.ndarray:
+        """The nearest point of the surface to each point, among the triangles within ``radius`` that face the
+        same way as its normal: on a wall thinner than a triangle, the point goes back to its own side of the
+        wall, never to the other (whose triangles face the other way). Points with none stay where they are."""
+        result = points.copy()
+        referencePoints, referenceTriangles, referenceNormals = self._triangles()
+        ids = vtk.vtkIdList()
+        for index, (point, normal) in enumerate(zip(points.tolist(), normals, strict=True)):
+            bounds = [point[0] - radius, point[0] + radius, point[1] - radius, point[1] + radius,
+                      point[2] - radius, point[2] + radius]
+            self.locator.FindCellsWithinBounds(bounds, ids)
+            cells = np.array([ids.GetId(i) for i in range(ids.GetNumberOfIds())], np.int64)
+            if len(cells) == 0:
+                continue
+            cells = cells[referenceNormals[cells] @ normal > 0]
+            if len(cells) == 0:
+                continue
+            corners = referencePoints[referenceTriangles[cells]]
+            nearest = closestPointsOnTriangles(np.repeat([point], len(cells), axis=0), corners[:, 0],
+                                               corners[:, 1], corners[:, 2])
+            distance = np.linalg.norm(nearest - point, axis=1)
+            if distance.min() <= radius:
+                result[index] = nearest[np.argmin(distance)]
+        return result
+
+
+def refineTowards(polyData, selected: np.ndarray, reference: ReferenceSurface) -> tuple[vtk.vtkPolyData, np.ndarray]:
+    """Split the selected triangles in four (and neighbours in two, or in four where two of their sides are split,
+    so that no edge is left half split), with the new vertices and the selected triangles' corners put back on
+    the reference surface, on their own side of it.
+
+    Decimation can leave a triangle whose long edge cuts through a thin wall's other side; smaller triangles that
+    lie on the surface follow the wall instead. Unlike cutting out and filling, this keeps the mesh on the surface.
+
+    :return: (mesh, mask of its triangles that are new or have a moved corner).
+    """
+    triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    n = len(triangles)
+    keys = sideKeys(triangles)  # side k of all triangles first
+    splitSide = np.zeros((3, n), bool)
+    splitSide[:, selected] = True
+    while True:  # every use of a split edge is split; a triangle with two split sides gets its third split too
+        splitKeys = np.unique(keys[splitSide.ravel()])
+        splitSide = np.isin(keys, splitKeys).reshape(3, n)
+        two = splitSide.sum(axis=0) == 2
+        if not two.any():
+            break
+        splitSide[:, two] = True
+    base = int(triangles.max()) + 1
+    start, end = splitKeys // base, splitKeys % base
+    newIds = len(points) + np.arange(len(splitKeys))
+    sideIds = np.full((3, n), -1, np.int64)
+    sideIds[splitSide] = newIds[np.searchsorted(splitKeys, keys.reshape(3, n)[splitSide])]
+    # where each new vertex belongs: the edge's middle, facing as the triangles that share the edge
+    faceNormals = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]],
+                           points[triangles[:, 2]] - points[triangles[:, 0]])
+    edgeNormals = np.zeros((len(splitKeys), 3))
+    for k in range(3):
+        np.add.at(edgeNormals, sideIds[k][splitSide[k]] - len(points), faceNormals[splitSide[k]])
+    moved = np.unique(triangles[selected].ravel())
+    radius = max(0.5, float(np.linalg.norm(points[start] - points[end], axis=1).max()))
+    newPoints = np.vstack([points, 0.5 * (points[start] + points[end])])
+    vertexNormals = pointNormals(polyData)
+    toPlace = np.concatenate([moved, newIds])
+    newPoints[toPlace] = reference.project(newPoints[toPlace],
+                                           np.vstack([vertexNormals[moved], edgeNormals]), radius)
+    count = splitSide.sum(axis=0)
+    result = [triangles[count == 0]]
+    single = np.flatnonzero(count == 1)
+    side = np.argmax(splitSide[:, single], axis=0)
+    a = triangles[single, side]
+    b = triangles[single, (side + 1) % 3]
+    c = triangles[single, (side + 2) % 3]
+    m = sideIds[side, single]
+    result += [np.stack([a, m, c], axis=1), np.stack([m, b, c], axis=1)]
+    full = np.flatnonzero(count == 3)
+    c0, c1, c2 = triangles[full, 0], triangles[full, 1], triangles[full, 2]
+    m0, m1, m2 = sideIds[0, full], sideIds[1, full], sideIds[2, full]
+    result += [np.stack(t, axis=1) for t in ((c0, m0, m2), (m0, c1, m1), (m2, m1, c2), (m0, m1, m2))]
+    refined = np.vstack(result)
+    changed = np.zeros(len(newPoints), bool)
+    changed[toPlace] = True
+    return polyDataFromArrays(newPoints, refined), changed[refined].any(axis=1)
+
+
 def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData, int]:
     """Re-close the places where the surface is open or where more than two triangles share an edge.
 
@@ -172,23 +307,16 @@ def isClosedManifold(polyData) -> bool:
     return len(use) > 0 and bool(np.all(use == 2))
 
 
-def removeDegenerateTriangles(polyData, relativeArea: float = 1e-10) -> tuple[vtk.vtkPolyData, int]:
-    """Cut out triangles of (near) zero area whose corners are distinct but in a line, and re-close.
+def degenerateTriangles(polyData, relativeArea: float = 1e-10) -> np.ndarray:
+    """Mask of the triangles of (near) zero area whose corners are distinct but in a line.
 
     :param relativeArea: area below this times the squared longest edge counts as zero.
-    :return: (mesh, degenerate triangles found).
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
-    if len(triangles) == 0:
-        return polyData, 0
     a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
     doubleArea = np.linalg.norm(np.cross(b - a, c - a), axis=1)
     longest = np.max([np.sum((b - a) ** 2, 1), np.sum((c - b) ** 2, 1), np.sum((a - c) ** 2, 1)], axis=0)
-    degenerate = doubleArea <= relativeArea * longest
-    if not degenerate.any():
-        return polyData, 0
-    repaired, _ = closeDefects(cutAndFill(polyData, degenerate))
-    return repaired, int(np.count_nonzero(degenerate))
+    return doubleArea <= relativeArea * longest
 
 
 def _cornerFans(triangles: np.ndarray, pointCount: int) -> tuple[np.ndarray, np.ndarray]:
@@ -296,30 +424,6 @@ def orientShells(polyData) -> tuple[vtk.vtkPolyData, int]:
     return consistentWinding(polyDataFromArrays(pointsArray(labelled), triangles)), int(np.count_nonzero(wrong))
 
 
-def removeSelfIntersections(polyData, maximumIterations: int = 4,
-                            maximumPairs: int | None = None) -> tuple[vtk.vtkPolyData, int, int]:
-    """Cut out triangles that cross other triangles (with their neighbours) and re-close the holes.
-
-    :param maximumPairs: with more crossing pairs than this, do nothing (the caller has a better way to go).
-    :return: (mesh, intersecting triangle pairs found, pairs left after the iterations).
-    """
-    pairs = selfIntersections(polyData)
-    found = len(pairs)
-    if maximumPairs is not None and found > maximumPairs:
-        return polyData, found, found
-    for _ in range(maximumIterations):
-        if len(pairs) == 0:
-            break
-        bad = np.zeros(polyData.GetNumberOfPolys(), bool)
-        bad[pairs.ravel()] = True
-        before = polyData
-        polyData, _ = closeDefects(cutAndFill(polyData, bad))
-        # Every crossing found was cut out and the rest of the mesh is unchanged, so a crossing now left
-        # involves a triangle the filling made: test only those (on a 300,000-triangle skull, 0.3 s, not 2 s).
-        pairs = selfIntersections(polyData, involving=newTriangles(before, polyData))
-    return polyData, found, len(pairs)
-
-
 def newTriangles(before, after) -> np.ndarray:
     """Mask of the triangles of ``after`` that ``before`` does not have (same three corner positions)."""
     old, new = trianglesArray(before), trianglesArray(after)
@@ -337,7 +441,7 @@ def newTriangles(before, after) -> np.ndarray:
 
 @dataclass
 class RepairLog:
-    """What the repair found and did (counts)."""
+    """What the repair found and did (counts; defects as found before the first round)."""
 
     duplicateTriangles: int = 0
     smallShellsRemoved: int = 0
@@ -345,8 +449,13 @@ class RepairLog:
     degenerateTriangles: int = 0
     nonManifoldVerticesSplit: int = 0
     selfIntersections: int = 0
-    selfIntersectionsLeft: int = 0
     shellsFlipped: int = 0
+    #: rounds of mending: cutting out and re-closing, or refining towards the reference surface
+    rounds: int = 0
+    #: of them, rounds that refined crossing triangles towards the reference surface
+    refined: int = 0
+    #: triangles still open, non-manifold, degenerate or crossing when the rounds ran out (0: repaired)
+    defectsLeft: int = 0
 
     def add(self, other: RepairLog) -> RepairLog:
         return RepairLog(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
@@ -355,21 +464,44 @@ class RepairLog:
         return asdict(self)
 
 
+def crossing(pairs: np.ndarray, triangleCount: int) -> np.ndarray:
+    """Mask of the triangles in any of the crossing ``pairs``."""
+    mask = np.zeros(triangleCount, bool)
+    mask[pairs.ravel()] = True
+    return mask
+
+
+#: Rounds of cutting out and re-closing that the final repair may take. Each round cuts out every defect found,
+#: with its neighbours, and fills the holes; a mesh that needs more is not repaired here (the caller keeps a
+#: better one: :func:`decimateClosed` keeps the undecimated surface).
+REPAIR_ROUNDS = 6
+
+
+#: Of the rounds, how many may refine crossing triangles towards the reference surface before they are cut out.
+REFINE_ROUNDS = 3
+
+
 def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False,
-           maximumSelfIntersections: int | None = None) -> tuple[vtk.vtkPolyData, RepairLog]:
+           maximumRounds: int = REPAIR_ROUNDS,
+           reference: ReferenceSurface | None = None) -> tuple[vtk.vtkPolyData, RepairLog]:
     """Make a closed, manifold, outward-facing triangle mesh.
 
     Always: triangles only and coincident points merged; crumbs removed (shells under ``minimumShellVolumeMm3``);
     open and non-manifold edges cut out and re-closed. That is all decimation needs. For the ``final`` mesh, the
-    one that is written, also: duplicate triangles removed; degenerate triangles and triangles crossing each
-    other cut out and re-closed; each shell oriented by its nesting; pinched vertices split.
+    one that is written, a bounded loop instead: each round finds the open and non-manifold edges, degenerate
+    triangles and triangles that cross each other, cuts them out with their neighbours and fills the holes (only
+    what a round made is tested for crossings again); once nothing is left, each shell is oriented by its nesting
+    and pinched vertices are split a micrometre apart, and because that moves vertices the triangles around them
+    are tested for crossings again. ``defectsLeft`` says whether the rounds ran out first.
 
-    :param polyData: mesh from the closed-surface conversion or from :func:`decimate`.
+    :param polyData: mesh from the closed-surface conversion or from :func:`simplify`.
     :param minimumShellVolumeMm3: remove shells enclosing less (see :func:`removeSmallShells`).
     :param final: do the complete repair (a few seconds per million triangles; pointless before decimation,
         which changes the mesh again).
-    :param maximumSelfIntersections: with more crossing pairs than this, stop and return the mesh unrepaired
-        (``selfIntersectionsLeft`` says so): for a candidate the caller can replace more cheaply than repair.
+    :param maximumRounds: rounds of cutting out and re-closing (final repair).
+    :param reference: the surface the mesh was decimated from: triangles that cross others are first refined
+        towards it (:func:`refineTowards`), which keeps the mesh on that surface; only what that does not mend
+        is cut out and re-closed.
     """
     log = RepairLog()
     polyData = cleanMesh(triangulate(polyData))
@@ -378,46 +510,74 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False,
         polyData, log.duplicateTriangles = removeDuplicateTriangles(polyData)
     polyData, log.smallShellsRemoved = removeSmallShells(polyData, minimumShellVolumeMm3)
     checkpoint()
-    polyData, log.openOrNonManifoldEdges = closeDefects(polyData)
-    if final:
+    if not final:
+        polyData, log.openOrNonManifoldEdges = closeDefects(polyData)
+        return polyData, log
+    check = None  # which triangles to test for crossings: all at first, then only those a round made or moved
+    for round_ in range(maximumRounds + 1):
         checkpoint()
-        polyData, log.degenerateTriangles = removeDegenerateTriangles(polyData)
-        checkpoint()
-        polyData, log.selfIntersections, log.selfIntersectionsLeft = removeSelfIntersections(
-            polyData, maximumPairs=maximumSelfIntersections)
-        if maximumSelfIntersections is not None and log.selfIntersections > maximumSelfIntersections:
-            return polyData, log
-        if not isClosedManifold(polyData):  # what the cutting and filling left
-            polyData, more = closeDefects(polyData)
-            log.openOrNonManifoldEdges += more
-        checkpoint()
-        polyData, log.shellsFlipped = orientShells(polyData)
-        polyData, log.nonManifoldVerticesSplit = splitNonManifoldVertices(polyData)
+        use = edgeUse(trianglesArray(polyData))
+        openEdges = (use != 2).reshape(3, -1).any(axis=0)
+        bad = openEdges | degenerateTriangles(polyData)
+        pairs = selfIntersections(polyData, involving=check)
+        if round_ == 0:
+            log.openOrNonManifoldEdges = int(round((1.0 / use[use != 2]).sum())) if len(use) else 0
+            log.degenerateTriangles = int(np.count_nonzero(bad & ~openEdges))
+        log.selfIntersections += len(pairs)
+        bad[pairs.ravel()] = True
+        if not bad.any():
+            polyData, flipped = orientShells(polyData)
+            log.shellsFlipped += flipped
+            pointCount = polyData.GetNumberOfPoints()
+            polyData, split = splitNonManifoldVertices(polyData)
+            log.nonManifoldVerticesSplit += split
+            if not split:
+                break
+            check = (trianglesArray(polyData) >= pointCount).any(axis=1)  # around the moved copies
+            continue
+        if round_ == maximumRounds:
+            log.defectsLeft = int(np.count_nonzero(bad))
+            break
+        log.rounds += 1
+        if reference is not None and len(pairs) and not (bad & ~crossing(pairs, len(bad))).any() \
+                and log.refined < REFINE_ROUNDS:
+            polyData, check = refineTowards(polyData, crossing(pairs, len(bad)), reference)
+            log.refined += 1
+            continue
+        before = polyData
+        # hole filling can close a hole with a fin (a triangle and its mirror image): taken out at once
+        polyData, _ = removeDuplicateTriangles(cutAndFill(polyData, bad))
+        check = newTriangles(before, polyData)
     return polyData, log
 
 
-#: Meshes with more triangles than this are decimated in pieces, side by side on the cores (below it the seams
-#: cost more than the parallelism saves).
-PIECEWISE_DECIMATION_TRIANGLES = 200_000
-#: The number of pieces is fixed, not the number of cores, so that the mesh never depends on the machine.
-DECIMATION_PIECES = 2
-#: vtkDecimatePro can fold thin walls onto each other (the skull CT: 43 crossing triangle pairs, where quadric
-#: decimation leaves 1; the head phantom: none). Repairing that many takes longer than decimating again with
-#: quadrics, so a piecewise result with more is dropped at once.
-PIECEWISE_MAXIMUM_SELF_INTERSECTIONS = 10
-QUADRIC, PIECEWISE = "quadric", "piecewise"
+def isPrintable(polyData, log: RepairLog) -> bool:
+    """A repaired mesh is printable as far as its topology goes: closed, manifold, nothing left to repair."""
+    return log.defectsLeft == 0 and isClosedManifold(polyData) and nonManifoldVertexCount(polyData) == 0
 
 
-def decimate(polyData, targetTriangles: int, method: str = QUADRIC) -> vtk.vtkPolyData | None:
-    """Reduce to about ``targetTriangles`` triangles. Nothing is done when the mesh is already small enough.
+FAST_SIMPLIFICATION = "fast-simplification"
+VTK_QUADRIC = "vtkQuadricDecimation"
 
-    - QUADRIC: vtkQuadricDecimation with volume preservation, which keeps the surface where it was (10x
-      reduction of a 0.5 mm-voxel surface moves it by hundredths of a mm). One thread.
-    - PIECEWISE: :func:`decimateInPieces`, about twice as fast on two cores. Returns None when it cannot reach
-      the target.
+
+def simplificationMethod() -> str:
+    """The decimation in use: fast-simplification (the Fast-Quadric-Mesh-Simplification algorithm, MIT) where it
+    is installed (the plain-Python install has it; inside Slicer it is installed on first use), else VTK's quadric
+    decimation with volume preservation (about 6x slower on the skull CT's surface, same quality)."""
+    try:
+        import fast_simplification  # noqa: F401
+    except ImportError:
+        return VTK_QUADRIC
+    return FAST_SIMPLIFICATION
+
+
+def simplify(polyData, targetTriangles: int, method: str | None = None) -> vtk.vtkPolyData:
+    """Reduce to about ``targetTriangles`` triangles by quadric edge collapses. The result may be open or cross
+    itself in a few places: :func:`decimateClosed` repairs and checks it.
 
     :param polyData: closed manifold triangle mesh.
-    :param targetTriangles: wanted number of triangles (> 0).
+    :param targetTriangles: wanted number of triangles (> 0); nothing is done when the mesh has no more.
+    :param method: FAST_SIMPLIFICATION or VTK_QUADRIC; default :func:`simplificationMethod`.
     """
     if targetTriangles <= 0:
         raise ValueError(f"Target triangle count must be positive (got {targetTriangles})")
@@ -426,8 +586,13 @@ def decimate(polyData, targetTriangles: int, method: str = QUADRIC) -> vtk.vtkPo
         output = vtk.vtkPolyData()
         output.ShallowCopy(polyData)
         return output
-    if method == PIECEWISE:
-        return decimateInPieces(polyData, targetTriangles)
+    method = method or simplificationMethod()
+    if method == FAST_SIMPLIFICATION:
+        import fast_simplification
+
+        points, faces = fast_simplification.simplify(pointsArray(polyData), trianglesArray(polyData).astype(np.int32),
+                                                     target_count=int(targetTriangles))
+        return polyDataFromArrays(points, faces)
     quadric = vtk.vtkQuadricDecimation()
     quadric.SetTargetReduction(1.0 - targetTriangles / triangles)
     quadric.VolumePreservationOn()
@@ -436,102 +601,114 @@ def decimate(polyData, targetTriangles: int, method: str = QUADRIC) -> vtk.vtkPo
     return _run(quadric, polyData)
 
 
-def decimateInPieces(polyData, targetTriangles: int, pieces: int = DECIMATION_PIECES) -> vtk.vtkPolyData | None:
-    """Decimate slabs of the mesh in parallel threads and join them again exactly.
-
-    The triangles are cut into ``pieces`` slabs along the mesh's longest axis. Each slab is decimated by
-    vtkDecimatePro with its topology preserved and its boundary vertices kept: the seam between two slabs is
-    left exactly as it was on both sides, so the slabs join again into the same closed surface (by the original
-    point IDs, not by coordinates). vtkDecimatePro removes vertices and never moves one, so every vertex is still
-    a vertex of the input surface; quadric decimation cannot keep a seam (it moves and merges boundary
-    vertices), and VTK releases Python's lock while either runs, so the slabs use the cores side by side.
-
-    :param polyData: closed manifold triangle mesh.
-    :param targetTriangles: wanted number of triangles; each slab gets its share.
-    :return: the joined mesh, or None when a slab could not be decimated to its share (the caller falls back
-        to :func:`decimate` with QUADRIC).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    points, triangles = pointsArray(polyData), trianglesArray(polyData)
-    axis = int(np.argmax(np.ptp(points, axis=0)))
-    centres = points[triangles].mean(axis=1)[:, axis]
-    slabs = np.array_split(np.argsort(centres, kind="stable"), pieces)
-
-    def decimateSlab(triangleIds):
-        slab = triangles[np.sort(triangleIds)]
-        used = np.unique(slab)
-        local = np.full(len(points), -1, dtype=np.int64)
-        local[used] = np.arange(len(used))
-        piece = polyDataFromArrays(points[used], local[slab])
-        originalIds = numpy_support.numpy_to_vtk(used.astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE)
-        originalIds.SetName("OriginalPointId")
-        piece.GetPointData().AddArray(originalIds)
-        decimator = vtk.vtkDecimatePro()
-        decimators.append(decimator)
-        decimator.SetTargetReduction(1.0 - targetTriangles / len(triangles))
-        decimator.PreserveTopologyOn()  # no holes, no splitting: the surface stays closed
-        decimator.SplittingOff()
-        decimator.BoundaryVertexDeletionOff()  # the seam stays exactly as it is, on both sides
-        decimator.SetMaximumError(vtk.VTK_DOUBLE_MAX)  # the target decides, as for the quadric decimation
-        decimator.SetInputData(piece)
-        decimator.Update()  # in a worker thread: the main thread watches for a cancel
-        decimated = decimator.GetOutput()
-        ids = numpy_support.vtk_to_numpy(decimated.GetPointData().GetArray("OriginalPointId"))
-        return ids[trianglesArray(decimated)]
-
-    decimators = []
-    with ThreadPoolExecutor(max_workers=max(1, min(pieces, threadCount()))) as pool:
-        try:
-            joined = np.vstack(waitCancellable([pool.submit(decimateSlab, slab) for slab in slabs]))
-        except BaseException:
-            for decimator in decimators:  # stop the running slabs so that leaving the pool does not wait
-                decimator.SetAbortExecute(1)
-            raise
-    if len(joined) > targetTriangles:
-        return None
-    used, compact = np.unique(joined, return_inverse=True)
-    return polyDataFromArrays(points[used], compact.reshape(-1, 3))
+#: A decimated mesh further than this from the surface it was made from is not kept (mm): a repair that closed a
+#: large hole with a flat patch, or a collapse that folded a thin wall.
+MAXIMUM_DEVIATION_MM = 0.5
 
 
-def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0, attempts: int = 4,
-                   piecewiseAbove: int = PIECEWISE_DECIMATION_TRIANGLES) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
-    """Decimate towards ``targetTriangles`` and guarantee the result is still a closed manifold.
+def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0, attempts: int = 2,
+                   maximumDeviationMm: float = MAXIMUM_DEVIATION_MM,
+                   method: str | None = None) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
+    """Decimate towards ``targetTriangles``; the result is never worse than the undecimated surface.
 
-    Large meshes are decimated in pieces first (:func:`decimateInPieces`, in parallel), else and as the fallback
-    with quadric decimation. After :func:`repair` (self-intersections included), a result that is still open,
-    non-manifold or self-intersecting is discarded and the next method tried, then the decimation redone with
-    twice as many triangles; if no attempt succeeds, the input is returned undecimated. The returned info says
-    which.
+    The mesh is simplified (:func:`simplify`) and repaired (:func:`repair`, bounded), and kept only if it is
+    closed, manifold, free of crossings and within ``maximumDeviationMm`` of the input everywhere it was
+    measured (:func:`.validate.surfaceDeviation`: every vertex, and the middle of every triangle the repair
+    made). Otherwise it is done again with twice the triangles; when no attempt is kept, the input itself is
+    repaired and returned undecimated, and the info says why.
 
-    :param polyData: closed manifold triangle mesh.
+    :param polyData: closed manifold triangle mesh (the surface conversion's, repaired).
     :param targetTriangles: wanted number of triangles.
-    :param piecewiseAbove: meshes with more triangles than this are decimated in pieces first.
-    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated", "method"}, repair log of the
-        result).
+    :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated", "method", "deviation",
+        "rejected"}, repair log of the result).
     """
+    from .validate import surfaceDeviation
+
+    method = method or simplificationMethod()
     info = {"requestedTriangles": int(targetTriangles), "triangles": polyData.GetNumberOfPolys(), "attempts": 0,
-            "decimated": False, "method": None}
-    methods = (PIECEWISE, QUADRIC) if polyData.GetNumberOfPolys() > piecewiseAbove else (QUADRIC,)
-    target = targetTriangles
+            "decimated": False, "method": None, "deviation": None, "rejected": []}
+    target, reference = targetTriangles, None
     for attempt in range(1, attempts + 1):
         if target >= polyData.GetNumberOfPolys():
             break
         info["attempts"] = attempt
-        for method in methods:
-            decimated = decimate(polyData, target, method)
-            if decimated is None:
-                continue
-            candidate, log = repair(decimated, minimumShellVolumeMm3, final=True, maximumSelfIntersections=(
-                PIECEWISE_MAXIMUM_SELF_INTERSECTIONS if method == PIECEWISE else None))
-            if (isClosedManifold(candidate) and log.selfIntersectionsLeft == 0
-                    and nonManifoldVertexCount(candidate) == 0):
-                info.update(triangles=candidate.GetNumberOfPolys(), decimated=True, method=method)
+        # a little below the target: refining crossings adds a few triangles, and the target is a maximum
+        simplified = simplify(polyData, max(4, int(target * 0.998)), method)
+        checkpoint()
+        reference = reference or ReferenceSurface(polyData)
+        candidate, log = repair(simplified, minimumShellVolumeMm3, final=True, reference=reference)
+        if not isPrintable(candidate, log):
+            info["rejected"].append(f"{target} triangles: {log.defectsLeft} defects left after {log.rounds} rounds "
+                                    "of repair")
+        else:
+            deviation = surfaceDeviation(candidate, reference.locator,
+                                         extraSamples=newTriangles(simplified, candidate))
+            if deviation["maximumMm"] <= maximumDeviationMm:
+                info.update(triangles=candidate.GetNumberOfPolys(), decimated=True, method=method,
+                            deviation=deviation)
                 return candidate, info, log
+            info["rejected"].append(f"{target} triangles: {deviation['maximumMm']:.2f} mm from the surface "
+                                    f"(limit {maximumDeviationMm:g} mm)")
         target *= 2
     polyData, log = repair(polyData, minimumShellVolumeMm3, final=True)
     info["triangles"] = polyData.GetNumberOfPolys()
     return polyData, info, log
+
+
+def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0) -> tuple[vtk.vtkPolyData, int]:
+    """Keep the largest part (or the parts of at least ``minimumVolumeMm3``) with the cavities inside them.
+
+    A part is a shell enclosing material, counted with the cavities it seals; a shell inside a cavity is a part
+    of its own. The surface placed from the intensities can bring back crumbs of what the Islands effect
+    removed, at a distance of a voxel: this makes the model hold what the Islands step kept, and no more.
+
+    :param polyData: closed triangle mesh.
+    :return: (mesh, parts removed).
+    """
+    labelled, labels, shells = labelShells(polyData)
+    if shells <= 1:
+        return polyData, 0
+    triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    volumes = np.abs(np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells))
+    # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it
+    probes = vtk.vtkPoints()
+    firstTriangle = np.zeros(shells, np.int64)
+    firstTriangle[labels[::-1]] = np.arange(len(labels))[::-1]
+    for p in points[triangles[firstTriangle, 0]]:
+        probes.InsertNextPoint(*p)
+    probeData = vtk.vtkPolyData()
+    probeData.SetPoints(probes)
+    order = np.argsort(-volumes, kind="stable")
+    parent = np.full(shells, -1)
+    for s in order:  # largest first: a shell's smallest container is the last one found
+        if volumes[s] <= 0:
+            continue
+        checkpoint()
+        enclosed = vtk.vtkSelectEnclosedPoints()
+        enclosed.SetInputData(probeData)
+        enclosed.SetSurfaceData(polyDataFromArrays(points, triangles[labels == s]))
+        enclosed.SetTolerance(1e-9)
+        update(enclosed)
+        for other in range(shells):
+            if other != s and volumes[other] < volumes[s] and enclosed.IsInside(other):
+                parent[other] = s
+    depth = np.zeros(shells, np.int64)
+    for s in range(shells):
+        p = parent[s]
+        while p >= 0:
+            depth[s] += 1
+            p = parent[p]
+    part = np.where(depth % 2 == 0, np.arange(shells), parent)  # a cavity belongs to the part around it
+    outer = np.flatnonzero(depth % 2 == 0)
+    if keepLargest:
+        keptParts = {int(outer[np.argmax(volumes[outer])])}
+    else:
+        keptParts = {int(s) for s in outer if volumes[s] >= minimumVolumeMm3}
+    keep = np.isin(part, list(keptParts))
+    if keep.all():
+        return polyData, 0
+    removed = int(np.count_nonzero(~keep[outer]))
+    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), removed
 
 
 def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tuple[list, dict]:

@@ -43,6 +43,15 @@ def slicerVersion() -> str:
         return "slicer-core (unknown version)"
 
 
+def _distributionVersion(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def softwareVersions() -> dict:
     """Versions of everything that shapes the output, for the report (ISO 13485 traceability)."""
     import platform
@@ -60,6 +69,7 @@ def softwareVersions() -> dict:
         "simpleitk": SimpleITK.Version.VersionString(),
         "pydicom": pydicom.__version__,
         "numpy": numpy.__version__,
+        "fast-simplification": _distributionVersion("fast-simplification") or "not installed (VTK's decimation)",
         "python": platform.python_version(),
     }
 

@@ -296,6 +296,36 @@ def wallThickness(polyData, maximumMm: float = 20.0) -> np.ndarray:
     return thickness
 
 
+def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None) -> dict:
+    """How far a mesh lies from a reference surface (mm): the distance from every vertex, and from the middle of
+    each triangle flagged in ``extraSamples`` (e.g. those a repair made, whose vertices alone would not show a
+    patch across a hole), to the nearest point of the reference.
+
+    :param reference: the reference surface (vtkPolyData), or a cell locator built on it.
+    :return: {"meanMm", "p95Mm", "maximumMm", "samples"}.
+    """
+    points = pointsArray(polyData)
+    if extraSamples is not None and extraSamples.any():
+        points = np.vstack([points, points[trianglesArray(polyData)[extraSamples]].mean(axis=1)])
+    if len(points) == 0:
+        return {"meanMm": 0.0, "p95Mm": 0.0, "maximumMm": 0.0, "samples": 0}
+    locator = reference
+    if not reference.IsA("vtkAbstractCellLocator"):
+        locator = vtk.vtkStaticCellLocator()
+        locator.SetDataSet(reference)
+        locator.BuildLocator()
+    closest, cellId, subId, squared = [0.0, 0.0, 0.0], vtk.reference(0), vtk.reference(0), vtk.reference(0.0)
+    distance = np.empty(len(points))
+    for i, point in enumerate(points.tolist()):
+        if i % 8192 == 0:
+            checkpoint()
+        locator.FindClosestPoint(point, closest, cellId, subId, squared)
+        distance[i] = squared.get()
+    distance = np.sqrt(distance)
+    return {"meanMm": round(float(distance.mean()), 4), "p95Mm": round(float(np.percentile(distance, 95)), 4),
+            "maximumMm": round(float(distance.max()), 4), "samples": int(len(points))}
+
+
 @dataclass
 class MeshStatistics:
     """Facts about a triangle mesh, in the units of its coordinates (mm)."""
@@ -423,6 +453,17 @@ class ValidationReport:
         return lines
 
 
+def _percentileOrNone(values: np.ndarray, percent: float) -> float | None:
+    """The percentile (linear, as numpy's) with NaN counted as larger than anything; None when it falls there
+    (e.g. more than 95 % of a thick body's vertices have no wall within the rays' reach)."""
+    ordered = np.sort(np.where(np.isfinite(values), values, np.inf))
+    position = percent / 100.0 * (len(ordered) - 1)
+    low, high = ordered[int(np.floor(position))], ordered[int(np.ceil(position))]
+    if not np.isfinite(high):
+        return None
+    return round(float(low + (high - low) * (position - np.floor(position))), 4)
+
+
 def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: float = 1.0,
                  maximumThinAreaPercent: float = 10.0, computeWallThickness: bool = True) -> ValidationReport:
     """Check a mesh for printing.
@@ -462,8 +503,7 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
         wall = WallThickness(
             limitMm=wallThicknessLimitMm,
             minimumMm=round(float(measured.min()), 4) if len(measured) else None,
-            percentile5Mm=round(float(np.percentile(np.where(np.isfinite(thickness), thickness, np.inf), 5)), 4)
-            if np.isfinite(np.percentile(np.where(np.isfinite(thickness), thickness, np.inf), 5)) else None,
+            percentile5Mm=_percentileOrNone(thickness, 5),
             thinAreaMm2=round(thinArea, 3),
             thinAreaPercent=round(100.0 * thinArea / max(statistics.areaMm2, 1e-12), 3))
     reasons, warnings = [], []

@@ -160,7 +160,7 @@ class DicomToPrintBatchTest(unittest.TestCase):
             self.assertEqual((report["parameters"]["targetTriangles"], report["parameters"]["writePreview"]),
                              (20000, False))
             self.assertEqual(batch.seriesId(report["parameters"]["series"]), ids[name])
-        self.assertEqual(rows[ids["shell"]]["triangles"], "20000")  # decimated to the target
+        self.assertTrue(19900 <= int(rows[ids["shell"]]["triangles"]) <= 20000)  # decimated to the target
         # an STL and a report per good series, the summary, nothing else (no previews, no temporary files)
         self.assertEqual(sorted(self.firstFiles), sorted([f"{ids[n]}.{ext}" for n in ("knee", "shell", "hip")
                                                           for ext in ("stl", "json")] + ["summary.csv"]))

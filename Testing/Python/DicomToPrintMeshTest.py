@@ -1,13 +1,12 @@
 """Mesh repair, decimation and validation on meshes whose answers are known."""
 
 import math
-import os
 import unittest
 
 import numpy as np
 import vtk
 
-from DicomToPrintLib import mesh, runtime, validate
+from DicomToPrintLib import mesh, validate
 
 
 def sphere(radius=10.0, center=(0.0, 0.0, 0.0), resolution=64) -> vtk.vtkPolyData:
@@ -129,16 +128,50 @@ class DicomToPrintMeshTest(unittest.TestCase):
         firstSphere = overlapping.GetNumberOfPolys() // 2
         self.assertTrue(np.all((pairs[:, 0] < firstSphere) != (pairs[:, 1] < firstSphere)))
         self.assertEqual(len(validate.selfIntersections(sphere(10.0, resolution=48))), 0)
-        repaired, found, left = mesh.removeSelfIntersections(overlapping)
-        self.assertEqual((found, left), (len(pairs), 0))
-        self.assertTrue(mesh.isClosedManifold(repaired))
+        repaired, log = mesh.repair(overlapping, final=True)
+        self.assertEqual(log.selfIntersections >= len(pairs), True)
+        self.assertEqual(log.defectsLeft, 0)
+        self.assertTrue(mesh.isPrintable(repaired, log))
         self.assertEqual(len(validate.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
-        # a candidate with more crossings than the caller wants to repair is returned as it is, and says so
-        kept, log = mesh.repair(overlapping, final=True, maximumSelfIntersections=len(pairs) - 1)
-        self.assertEqual((log.selfIntersections, log.selfIntersectionsLeft), (len(pairs), len(pairs)))
-        self.assertEqual(kept.GetNumberOfPolys(), overlapping.GetNumberOfPolys())
-        _, log = mesh.repair(overlapping, final=True, maximumSelfIntersections=len(pairs))
-        self.assertEqual((log.selfIntersections, log.selfIntersectionsLeft), (len(pairs), 0))
+        # the rounds are bounded: with none allowed, the crossings are left and counted
+        kept, log = mesh.repair(overlapping, final=True, maximumRounds=0)
+        self.assertEqual((log.rounds, log.defectsLeft), (0, len(np.unique(pairs))))
+        self.assertFalse(mesh.isPrintable(kept, log))
+
+    def test_crossingsOfAThinWallAreRefinedOntoTheSurface(self):
+        # a shell 0.1 mm thin at its flat sides (two ellipsoids), decimated to triangles far longer than that:
+        # collapses leave triangles of one side cutting through the other
+        def ellipsoid(radii):
+            unit = sphere(1.0, resolution=160)
+            return validate.polyDataFromArrays(validate.pointsArray(unit) * radii, validate.trianglesArray(unit))
+
+        wall = mesh.cleanMesh(append(ellipsoid([10.0, 6.0, 2.0]), reversed_(ellipsoid([9.9, 5.9, 1.9]))))
+        simplified = mesh.simplify(wall, 800)
+        pairs = validate.selfIntersections(simplified)
+        self.assertEqual(len(pairs), 29)
+        # refining the crossing triangles back onto the surface they came from, each corner on its own side of
+        # the wall, mends them in one round and keeps the mesh on the surface
+        repaired, log = mesh.repair(simplified, final=True, reference=mesh.ReferenceSurface(wall))
+        self.assertTrue(mesh.isPrintable(repaired, log))
+        self.assertEqual((log.refined, log.rounds, len(validate.selfIntersections(repaired))), (1, 1, 0))
+        self.assertEqual(validate.meshStatistics(repaired).shells, 2)
+        self.assertLess(validate.surfaceDeviation(repaired, wall)["maximumMm"], 0.06)
+        # cutting out and re-filling alone does not get there within the rounds allowed
+        _, log = mesh.repair(simplified, final=True)
+        self.assertGreater(log.defectsLeft, 0)
+
+    def test_keepPartsKeepsTheLargestWithItsCavities(self):
+        # a hollow sphere, a crumb beside it and an island inside its cavity: keep-largest keeps the sphere and
+        # its cavity; remove-small keeps what is at least as large as asked
+        model = append(sphere(10.0), reversed_(sphere(6.0)), sphere(2.0, center=(0, 0, 0), resolution=16),
+                       sphere(1.5, center=(20, 0, 0), resolution=16))
+        kept, removed = mesh.keepParts(model)
+        stats = validate.meshStatistics(kept)
+        self.assertEqual((removed, stats.shells, stats.parts), (2, 2, 1))
+        expected = massPropertiesVolume(sphere(10.0)) - massPropertiesVolume(sphere(6.0))
+        self.assertAlmostEqual(stats.volumeMm3, expected, delta=1e-6 * expected)
+        kept, removed = mesh.keepParts(model, keepLargest=False, minimumVolumeMm3=20.0)
+        self.assertEqual((removed, validate.meshStatistics(kept).shells), (1, 3))  # the 1.5 mm crumb goes
 
     def test_recheckOnlyWhatTheRepairMade(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
@@ -176,48 +209,33 @@ class DicomToPrintMeshTest(unittest.TestCase):
     def test_decimationKeepsTheSolidClosedAndInPlace(self):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
         before = validate.meshStatistics(hollow)
-        decimated, info, _ = mesh.decimateClosed(hollow, before.triangles // 10)
-        after = validate.meshStatistics(decimated)
-        self.assertTrue(info["decimated"])
-        self.assertLessEqual(after.triangles, before.triangles // 10)
-        self.assertTrue(after.watertight)
-        self.assertEqual((after.shells, after.parts), (2, 1))
-        self.assertLess(abs(after.volumeMm3 - before.volumeMm3) / before.volumeMm3, 0.002)
-        # every vertex still lies on one of the two spheres (within 0.05 mm)
-        points = validate.pointsArray(decimated)
-        radius = np.linalg.norm(points, axis=1)
-        self.assertLess(np.minimum(np.abs(radius - 10.0), np.abs(radius - 6.0)).max(), 0.05)
+        for method in (mesh.FAST_SIMPLIFICATION, mesh.VTK_QUADRIC):
+            decimated, info, _ = mesh.decimateClosed(hollow, before.triangles // 10, method=method)
+            after = validate.meshStatistics(decimated)
+            self.assertEqual((info["decimated"], info["method"]), (True, method))
+            self.assertLessEqual(after.triangles, before.triangles // 10)
+            self.assertTrue(after.watertight)
+            self.assertEqual((after.shells, after.parts), (2, 1))
+            self.assertLess(abs(after.volumeMm3 - before.volumeMm3) / before.volumeMm3, 0.002)
+            # every vertex still lies on one of the two spheres (within 0.05 mm), and the report says so
+            points = validate.pointsArray(decimated)
+            radius = np.linalg.norm(points, axis=1)
+            self.assertLess(np.minimum(np.abs(radius - 10.0), np.abs(radius - 6.0)).max(), 0.05)
+            self.assertLess(info["deviation"]["maximumMm"], 0.05)
+            self.assertEqual(info["deviation"]["samples"], decimated.GetNumberOfPoints())
         # nothing to do when the mesh is already small enough
         same, info, _ = mesh.decimateClosed(hollow, before.triangles + 1)
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
 
-    def test_piecewiseDecimationJoinsItsPiecesExactly(self):
-        hollow, _ = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
-        before = validate.meshStatistics(hollow)
-        target = before.triangles // 10
-        results = []
-        try:
-            for threads in (1, 2):
-                runtime.setThreads(threads)
-                results.append(mesh.decimateInPieces(hollow, target))
-        finally:
-            runtime.setThreads(os.cpu_count() or 1)
-        pieces, sideBySide = results
-        after = validate.meshStatistics(pieces)
-        self.assertLessEqual(after.triangles, target)
-        self.assertGreater(after.triangles, 0.99 * target)
-        self.assertTrue(after.watertight)
-        self.assertEqual((after.shells, after.parts), (2, 1))
-        self.assertLess(abs(after.volumeMm3 - before.volumeMm3) / before.volumeMm3, 0.005)
-        # vtkDecimatePro removes vertices and never moves one: every vertex is one of the input's
-        inputPoints = {tuple(p) for p in validate.pointsArray(hollow)}
-        self.assertTrue(all(tuple(p) in inputPoints for p in validate.pointsArray(pieces)))
-        # the slabs are fixed, not the threads: the same mesh on one thread or two
-        np.testing.assert_array_equal(validate.trianglesArray(pieces), validate.trianglesArray(sideBySide))
-        np.testing.assert_array_equal(validate.pointsArray(pieces), validate.pointsArray(sideBySide))
-        # decimateClosed takes the pieces for large meshes and says so
-        _, info, _ = mesh.decimateClosed(hollow, target, piecewiseAbove=before.triangles - 1)
-        self.assertEqual((info["method"], info["triangles"]), (mesh.PIECEWISE, after.triangles))
+    def test_aDecimationThatCannotBeKeptLeavesTheSurfaceUndecimated(self):
+        # no decimated mesh lies within 0 mm of the surface: both attempts are rejected, and the surface itself is
+        # what comes out, repaired, never worse
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=100), reversed_(sphere(6.0, resolution=100))))
+        result, info, log = mesh.decimateClosed(hollow, hollow.GetNumberOfPolys() // 10, maximumDeviationMm=0.0)
+        self.assertEqual((info["decimated"], info["attempts"], len(info["rejected"])), (False, 2, 2))
+        self.assertIn("mm from the surface (limit 0 mm)", info["rejected"][0])
+        self.assertEqual(result.GetNumberOfPolys(), hollow.GetNumberOfPolys())
+        self.assertTrue(mesh.isPrintable(result, log))
 
     def test_wallThicknessAndBuildVolume(self):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))), final=True)

@@ -45,11 +45,12 @@ class DicomToPrintReproducibilityTest(unittest.TestCase):
         with open(result.reportPath) as f:
             report = json.load(f)
         self.assertEqual(set(report["software"]), {"dicomtoprint", "slicer", "vtk", "itk (SimpleITK)", "simpleitk",
-                                                   "pydicom", "numpy", "python"})
+                                                   "pydicom", "numpy", "fast-simplification", "python"})
         self.assertRegex(report["software"]["slicer"], r"^(Slicer|slicer-core) \d+\.\d+")
         self.assertEqual(report["parameters"], DicomToPrintParameters(targetTriangles=20000).asDict())
         self.assertRegex(report["segments"][0]["threshold"]["reason"],
-                         r"^ISO-50: halfway between the two densest intensity classes, \d+ HU and \d+ HU$")
+                         r"^bone: voxels of \d+ HU and more, halfway between soft tissue \(\d+ HU\) and cortical "
+                         r"bone \(\d+ HU\)$")
         self.assertIsInstance(report["warnings"], list)
         provenance = report["provenance"]
         self.assertRegex(provenance["inputFingerprint"], r"^[0-9a-f]{64}$")

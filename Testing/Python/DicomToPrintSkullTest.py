@@ -43,8 +43,23 @@ class DicomToPrintSkullTest(unittest.TestCase):
         self.assertTrue(validation.printable, validation.reasons)
         self.assertEqual(validation.statistics.parts, 1)
         self.assertLessEqual(validation.statistics.triangles, 300000)
-        # ISO-50 found the plastic bone and the level it is halfway to (air around and inside this skull)
+        # decimated from 1.57 M triangles by fast-simplification; where collapses left triangles crossing a thin
+        # wall they were refined back onto the surface, so the file is within hundredths of a millimetre of the
+        # undecimated surface (a cut-out-and-filled patch here was 1 mm off), and the report says how far
+        decimation = result.decimation
+        self.assertEqual((decimation["decimated"], decimation["attempts"]), (True, 1))
+        self.assertGreater(result.surface["triangles"], 1500000)
+        self.assertLess(decimation["deviation"]["maximumMm"], 0.1)
+        self.assertLess(decimation["deviation"]["p95Mm"], 0.03)
+        self.assertEqual(result.segments[0].repair["decimated"]["defectsLeft"], 0)
+        # PrusaSlicer reads it as manifold with nothing to repair
+        info = testing.prusaSlicerInfo(result.outputPath)
+        self.assertEqual(info["manifold"], "yes", info)
+        self.assertEqual(testing.prusaSlicerRepairs(info), {})
+        # ISO-50 found the plastic bone (about 740 HU) above the phantom's soft plastic (about 100 HU), and the
+        # surface's levels: the bone's and the air around and inside this skull
         self.assertEqual(result.threshold["source"], "automatic (ISO-50)")
+        self.assertAlmostEqual(result.threshold["levels"]["upperLevel"], 740.0, delta=30.0)
         self.assertGreater(result.surface["insideLevel"], 650)
         self.assertLess(result.surface["outsideLevel"], -900)
         # the head holder: bone-dense voxels behind the skull in the CT, none of it in the model

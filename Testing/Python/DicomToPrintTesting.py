@@ -163,6 +163,62 @@ def transcode(sourceFolder: str, targetFolder: str, transferSyntax) -> list[str]
     return written
 
 
+#: What PrusaSlicer's --info lists when it had to mend a mesh (only then): any of these above 0 is a repair.
+PRUSA_REPAIRS = ("open_edges", "edges_fixed", "degenerate_facets", "facets_removed", "facets_added",
+                 "facets_reversed", "backwards_edges")
+
+
+def prusaSlicer() -> str:
+    """The PrusaSlicer command, the real client that judges an STL.
+
+    :raises unittest.SkipTest: with a message, where it is not installed (.ci/run installs Debian's prusa-slicer).
+    """
+    command = shutil.which("prusa-slicer")
+    if command is None:
+        raise unittest.SkipTest("PrusaSlicer is not installed (Debian package prusa-slicer; .ci/run installs it)")
+    return command
+
+
+def prusaSlicerInfo(path: str) -> dict:
+    """What ``prusa-slicer --info`` says of a model: its "key = value" lines (manifold, number_of_parts, volume,
+    and any repair it had to make, see :data:`PRUSA_REPAIRS`)."""
+    import subprocess
+
+    completed = subprocess.run([prusaSlicer(), "--info", path], capture_output=True, text=True, timeout=600,
+                               check=False)
+    info = {}
+    for line in completed.stdout.splitlines():
+        key, separator, value = line.partition("=")
+        if separator:
+            info[key.strip()] = value.strip()
+    info["exitStatus"] = completed.returncode
+    return info
+
+
+def prusaSlicerRepairs(info: dict) -> dict:
+    """The repairs PrusaSlicer reported (empty: it took the mesh as it is)."""
+    return {key: info[key] for key in PRUSA_REPAIRS if key in info and float(info[key]) != 0}
+
+
+def prusaSlicerSlice(path: str, folder: str) -> dict:
+    """Slice a model with PrusaSlicer's default print settings; returns the G-code header's estimate (printing
+    time, filament) and the exit status."""
+    import subprocess
+
+    gcode = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".gcode")
+    completed = subprocess.run([prusaSlicer(), "--export-gcode", "--center", "100,100", "-o", gcode, path],
+                               capture_output=True, text=True, timeout=1800, check=False)
+    result = {"exitStatus": completed.returncode, "gcode": os.path.isfile(gcode)}
+    if result["gcode"]:
+        with open(gcode, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("; estimated printing time (normal mode)"):
+                    result["printingTime"] = line.split("=", 1)[1].strip()
+                elif line.startswith("; filament used [cm3]"):
+                    result["filamentCm3"] = float(line.split("=", 1)[1])
+    return result
+
+
 def runCli(*argv) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of the ``dicomtoprint`` command run in this process."""
     out, err = io.StringIO(), io.StringIO()
