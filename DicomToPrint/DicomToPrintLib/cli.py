@@ -62,9 +62,13 @@ def _convertParser() -> argparse.ArgumentParser:
                            for name, (low, high) in segment.THRESHOLD_PRESETS.items()))
     group.add_argument("--auto-threshold", choices=list(AUTO_THRESHOLD_METHODS), metavar="METHOD",
                        default=defaults.autoThresholdMethod,
-                       help="automatic threshold when no range or preset is given: ISO50 (default: halfway between "
-                            "the two densest tissue levels) or one of Slicer's: "
+                       help="automatic threshold when no range or preset is given: ISO50 (default; CT: bone, "
+                            "halfway between soft tissue and cortical bone; MR: the body's surface) or one of "
+                            "Slicer's: "
                             + ", ".join(AUTO_THRESHOLD_METHODS[1:]))
+    group.add_argument("--no-fill", action="store_true",
+                       help="leave cancellous bone, diploe, marrow and sealed cavities as the threshold left them "
+                            "(default: filled in, so that bone prints solid and a body's surface whole)")
     group.add_argument("--islands", choices=list(_ISLANDS), default="keep-largest",
                        help="keep the largest island, remove small islands, or none (default: keep-largest)")
     group.add_argument("--min-island-mm3", type=float, default=defaults.islandsMinimumSizeMm3, metavar="MM3",
@@ -126,7 +130,7 @@ def _convertParser() -> argparse.ArgumentParser:
 def _parameters(args) -> DicomToPrintParameters:
     values = dict(
         series=args.series, missingSlices=args.missing_slices.upper(), preset=args.preset or "",
-        autoThresholdMethod=args.auto_threshold,
+        autoThresholdMethod=args.auto_threshold, fillCavities=not args.no_fill,
         islandsOperation=_ISLANDS[args.islands], islandsMinimumSizeMm3=args.min_island_mm3,
         smoothingMethod=_SMOOTHING[args.smoothing], kernelSizeMm=args.kernel_mm,
         gaussianStandardDeviationMm=args.kernel_mm, surfacePlacement=_PLACEMENT[args.surface],
@@ -258,6 +262,8 @@ def _printResult(result) -> None:
         name = f"{segmentResult.name}: " if len(result.segments) > 1 else ""
         print(f"{name}Threshold {threshold['minimum']:g} to {threshold['maximum']:g}: "
               f"{threshold['source']}, {threshold['reason']}")
+        for line in segmentResult.summaryLines()[1:]:
+            print(f"{name or segmentResult.name + ': '}{line}")
         if "hollow" in segmentResult.surface:
             hollow = segmentResult.surface["hollow"]
             print(f"{name}Hollow: {hollow['wallMm']:g} mm wall ({hollow['mode']}), {hollow['drainHoles']} drain "

@@ -214,10 +214,41 @@ class SegmentResult:
     repair: dict
     triangles: int
 
+    def summaryLines(self) -> list[str]:
+        """What was done and why, in words (the command line prints them; the report has them as "summary")."""
+        lines = [f"{self.name}: {self.threshold.get('reason', '')}"]
+        islands = self.islands
+        if islands.get("islands"):
+            if islands.get("kept") == 1 and islands["islands"] > 1:
+                lines.append(f"kept the largest of {islands['islands']} connected pieces (the rest, e.g. a head "
+                             "holder, a table or noise, is not in the model)")
+            elif islands["islands"] > islands.get("kept", 0):
+                lines.append(f"kept {islands['kept']} of {islands['islands']} connected pieces, removed those "
+                             f"smaller than {islands['minimumSizeVoxels']} voxels")
+        cavities = islands.get("cavities") or {}
+        if cavities.get("voxelsFilled"):
+            what = "everything inside the body's surface" if self.threshold.get("structure") == "Skin" else \
+                "cancellous bone, diploe or marrow inside the bone, which is less dense than its cortex"
+            kept = cavities["cavities"] - cavities["filled"]
+            lines.append(f"filled in {cavities['volumeFilledCm3']:.1f} cm^3: {what}"
+                         + (f"; {kept} sealed cavities holding what surrounds it kept" if kept else ""))
+        if self.surface.get("partsRemoved"):
+            lines.append(f"{self.surface['partsRemoved']} crumbs of removed islands left out of the surface")
+        decimation = self.decimation
+        if decimation.get("decimated"):
+            deviation = decimation["deviation"]
+            lines.append(f"decimated from {self.surface.get('triangles', 0)} to {decimation['triangles']} triangles "
+                         f"({decimation['method']}); the file lies within {deviation['maximumMm']:.2f} mm of the "
+                         f"undecimated surface (mean {deviation['meanMm']:.3f} mm, 95th percentile "
+                         f"{deviation['p95Mm']:.3f} mm)")
+        elif decimation.get("attempts"):
+            lines.append(f"not decimated ({'; '.join(decimation['rejected'])}): the undecimated surface was written")
+        return lines
+
     def asDict(self) -> dict:
-        return {"name": self.name, "color": [round(c, 4) for c in self.color], "threshold": self.threshold,
-                "islands": self.islands, "surface": self.surface, "decimation": self.decimation,
-                "repair": self.repair, "triangles": self.triangles}
+        return {"name": self.name, "color": [round(c, 4) for c in self.color], "summary": self.summaryLines(),
+                "threshold": self.threshold, "islands": self.islands, "surface": self.surface,
+                "decimation": self.decimation, "repair": self.repair, "triangles": self.triangles}
 
 
 @dataclass

@@ -267,7 +267,8 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
     :param tolerance: denser by more than this is "denser"; a cavity within it of what surrounds the object is
         kept; None: five noise standard deviations of what surrounds the object.
     :param spacing: voxel size (i, j, k) in mm.
-    :return: (voxels to add, {"cavities", "filled", "voxelsFilled"}).
+    :return: (voxels to add, {"cavities", "filled", "voxelsFilled"}): sealed cavities found and filled, voxels
+        added inside the object (not counting those added on its outside).
     """
     grown = inside
     if values is not None:
@@ -291,8 +292,11 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
         means = np.bincount(labels.ravel(), weights=values.ravel().astype(np.float64), minlength=largest + 1)
         fill &= np.abs(means / np.maximum(voxels, 1) - surrounding) > tolerance
     add = fill[labels] | (grown & ~inside)
+    # what joined on the outside (the partial-volume rim, which the surface's placement ignores) is not "filled"
+    outside = ~(inside | add)
+    rim = add & _dilateWithin(outside, add, (1, 1, 1))
     return add, {"cavities": int(np.count_nonzero(present)), "filled": int(np.count_nonzero(fill)),
-                 "voxelsFilled": int(np.count_nonzero(add))}
+                 "voxelsFilled": int(np.count_nonzero(add & ~rim))}
 
 
 def _boxSum(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -519,7 +523,7 @@ class SegmentEditor:
         labelmap = self._selectedSegmentLabelmap(segmentId)
         extent = list(labelmap.GetExtent())
         if extent[1] < extent[0]:
-            return {"cavities": 0, "filled": 0, "voxelsFilled": 0}
+            return {"cavities": 0, "filled": 0, "voxelsFilled": 0, "volumeFilledCm3": 0.0}
         # the box of the segment, widened by the reach of the growth and clipped to the volume
         volumeExtent = self.sourceVolumeNode.GetImageData().GetExtent()
         spacing = labelmap.GetSpacing()
@@ -539,9 +543,9 @@ class SegmentEditor:
             values = volumeArray(self.sourceVolumeNode)[box[4]:box[5] + 1, box[2]:box[3] + 1, box[0]:box[1] + 1]
         add, counts = cavitiesToFill(inside, values, outsideLevel, tolerance, sliceWise=everything,
                                      spacing=spacing, reachMm=reachMm)
-        if counts["voxelsFilled"]:  # another structure's voxels stay its own (the skin's inside holds the bone)
-            add &= ~self._otherSegments(segmentId, box)
-            counts["voxelsFilled"] = int(np.count_nonzero(add))
+        counts["volumeFilledCm3"] = round(counts["voxelsFilled"] * float(np.prod(spacing)) / 1000.0, 3)
+        if add.any():
+            add &= ~self._otherSegments(segmentId, box)  # another structure's voxels stay its own
             result = vtk.vtkImageData()
             result.SetExtent(box)
             result.GetPointData().SetScalars(numpy_support.numpy_to_vtk(

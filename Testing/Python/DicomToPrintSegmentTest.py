@@ -3,6 +3,7 @@
 Results are checked against independent computations (numpy, SimpleITK) on the same voxels."""
 
 import unittest
+import warnings
 
 import numpy as np
 import SimpleITK as sitk
@@ -183,6 +184,16 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         # a Hounsfield preset on a series without Hounsfield units is refused
         with self.assertRaisesRegex(DicomToPrintError, "MR, which has none"):
             self.logic.thresholdRange(volume, DicomToPrintParameters(preset="CT bone"), modality="MR")
+
+    def test_voxelFractionOfAPlaneNeverNaN(self):
+        # a plane through a voxel's centre cuts it in half whichever way it faces; a zero normal (a vertex whose
+        # triangles cancel out) is no plane: the voxel is then wholly on the side its offset says, not NaN
+        normals = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.3, -0.5, 0.8], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        offsets = np.array([0.5, 1.0, 0.5 * (0.3 - 0.5 + 0.8), 0.2, -0.2])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fractions = levels.boxPlaneFraction(normals, offsets)
+        np.testing.assert_allclose(fractions, [0.5, 0.5, 0.5, 1.0, 0.0], atol=2e-4)  # 1e-4 tilt of parallel axes
 
     def test_iso50IsHalfwayBetweenSoftTissueAndBone(self):
         rng = np.random.default_rng(3)
