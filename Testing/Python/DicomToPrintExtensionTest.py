@@ -105,6 +105,16 @@ class DicomToPrintExtensionTest(unittest.TestCase):
         self.assertIn(testCommand.strip(), read(".ci", "run"))
         self.assertTrue(any("dicomtoprint sample" in c for c in commands))
 
+    def test_supportedSlicerVersionsAreTheTestedOnes(self):
+        """The package admits the slicer-core and pydicom versions CI runs the suite on, and the README says so."""
+        pyproject, ci, readme = read("pyproject.toml"), read(".ci", "run"), read("README.md")
+        self.assertEqual(re.search(r'"slicer-core([^"]+)"', pyproject).group(1), ">=5.12.4,<5.14")
+        self.assertEqual(re.search(r'"pydicom([^"]+)"', pyproject).group(1), ">=2.4")
+        self.assertIn('.venv-5.12/bin/pip install ".[test]" "slicer-core==5.12.4.0" "pydicom==2.4.4"', ci)
+        self.assertIn(".venv-5.12/bin/python -m pytest", ci)
+        for text in ("slicer-core 5.13.31053.0", "slicer-core 5.12.4.0", "pydicom 2.4.4", "5.10.0 and 5.12.3"):
+            self.assertIn(text, readme)
+
     def test_codeStyle(self):
         ruff = shutil.which("ruff") or (os.path.join(os.path.dirname(sys.executable), "ruff")
                                         if os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff"))
