@@ -40,6 +40,8 @@ IDENTIFYING_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "OtherPa
 INTERPOLATE = "INTERPOLATE"
 REFUSE = "REFUSE"
 MISSING_SLICES = (INTERPOLATE, REFUSE)
+#: pydicom 3 (Slicer 5.11 and newer) or 2.4 (Slicer 5.10 ships 2.4.4): the few calls that differ go by this.
+PYDICOM_3 = int(pydicom.__version__.split(".")[0]) >= 3
 
 
 @dataclass
@@ -238,11 +240,19 @@ def _readHeader(path: str):
     return ds, None
 
 
+def _unreadElement(ds, tag: int):
+    """The element as the header gave it (length, value_tell), its deferred value left unread."""
+    if PYDICOM_3:
+        return ds.get_item(tag, keep_deferred=True)
+    # pydicom 2.4's get_item reads a deferred value (the whole pixel data); its raw element is in _dict
+    return ds._dict.get(pydicom.tag.Tag(tag))
+
+
 def _pixelDataProblem(ds, path: str) -> str | None:
     """Why the file's pixel data cannot be all there (truncated file, header claiming more than it has)."""
     if "PixelData" not in ds:
         return "has an image header but no pixel data (truncated?)"
-    element = ds.get_item(0x7FE00010, keep_deferred=True)  # the element's length and place, without its value
+    element = _unreadElement(ds, 0x7FE00010)  # the element's length and place, without its value
     length = getattr(element, "length", None)
     offset = getattr(element, "value_tell", None)
     size = os.path.getsize(path)

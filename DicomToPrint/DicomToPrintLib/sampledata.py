@@ -480,6 +480,15 @@ def _dataset(sopClass: str, modality: str, patient: dict, uids: tuple[str, str, 
     return ds
 
 
+def saveDicomFile(ds, path: str) -> None:
+    """Write a DICOM Part 10 file (preamble, file meta) with pydicom 3 or 2.4 (which Slicer 5.10 ships)."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.is_little_endian, ds.is_implicit_VR = True, False  # the file meta's Explicit VR Little Endian
+        ds.save_as(path, write_like_original=False)
+
+
 def _setPixelModule(ds, rows: int, columns: int, signed: bool) -> None:
     ds.Rows, ds.Columns = rows, columns
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -552,7 +561,7 @@ def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str
         ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
         ds.PixelData = stored[slices].tobytes()
         path = os.path.join(outputFolder, "ENHANCED" if shuffle else "enhanced.dcm")
-        ds.save_as(path, enforce_file_format=True)
+        saveDicomFile(ds, path)
         return [path]
 
     sopClass = CTImageStorage if modality == "CT" else MRImageStorage
@@ -575,7 +584,7 @@ def writeDicomSeries(hu: np.ndarray, geometry: VolumeGeometry, outputFolder: str
             ds.RescaleType = "HU"
         ds.PixelData = stored[k].tobytes()
         path = os.path.join(outputFolder, names[fileIndex])
-        ds.save_as(path, enforce_file_format=True)
+        saveDicomFile(ds, path)
         paths[index] = path
     return paths
 

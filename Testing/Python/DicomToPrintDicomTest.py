@@ -23,7 +23,7 @@ def writeStructuredReport(path: str) -> None:
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.SeriesInstanceUID = "SR", generate_uid()
-    ds.save_as(path, enforce_file_format=True)
+    sampledata.saveDicomFile(ds, path)
 
 
 def huFromFile(path: str) -> np.ndarray:
@@ -47,6 +47,18 @@ class DicomToPrintDicomTest(unittest.TestCase):
         self.assertEqual(series.numberOfSlices, 80)
         self.assertEqual(series.size, (176, 176, 80))
         self.assertEqual(series.spacing, (0.5, 0.5, 1.0))
+
+    def test_pixelDataIsNotReadWhileFinding(self):
+        """The header's pixel data element gives its length and place without its value, on pydicom 3 and on the
+        pydicom 2.4.4 that Slicer 5.10 ships (whose get_item would read the whole value)."""
+        path = os.path.join(testing.phantomSeries("twoparts", shape=(64, 48, 20)), sorted(os.listdir(
+            testing.phantomSeries("twoparts", shape=(64, 48, 20))))[0])
+        ds = pydicom.dcmread(path, defer_size=1024)
+        element = dicom._unreadElement(ds, 0x7FE00010)
+        self.assertEqual(element.length, 64 * 48 * 2)
+        self.assertEqual(element.value_tell + element.length, os.path.getsize(path), "pixel data ends the file")
+        self.assertIsNone(element.value, "the value was not read")
+        self.assertEqual(dicom.PYDICOM_3, pydicom.__version__.startswith("3."))
 
     def test_skipsNonImagesAndListsSeveralSeriesInNestedFolders(self):
         folder = testing.temporaryFolder(self)

@@ -35,9 +35,10 @@ class DicomToPrintExtensionTest(unittest.TestCase):
         self.assertIn("slicerMacroBuildScriptedModule(", cmake)
         self.assertIn("WITH_GENERIC_TESTS", cmake)
         self.assertIn("slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)", cmake)
-        for resource in re.findall(r"^\s+(Icons/\S+|UI/\S+)\s*$", cmake, re.M):
-            self.assertTrue(os.path.isfile(os.path.join(ROOT, "Resources", resource.replace("${MODULE_NAME}",
-                                                                                          "DicomToPrint"))))
+        resources = re.findall(r"^\s+(Resources/\S+)\s*$", cmake, re.M)
+        self.assertEqual(len(resources), 2)
+        for resource in resources:
+            self.assertTrue(os.path.isfile(os.path.join(MODULE, resource.replace("${MODULE_NAME}", "DicomToPrint"))))
 
     def test_extensionCMakeAndCatalogEntry(self):
         cmake = read("CMakeLists.txt")
@@ -55,8 +56,17 @@ class DicomToPrintExtensionTest(unittest.TestCase):
         self.assertEqual(set(entry) - allowed, set())
         self.assertIn("slicer-extension-catalog-entry-schema-v1.0.2.json", entry["$schema"])
         self.assertEqual(entry["category"], re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1))
-        with open(os.path.join(ROOT, "Resources", "Icons", "DicomToPrint.png"), "rb") as f:
-            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # the icon and screenshot URLs point to files of this repository (its main branch)
+        urls = re.findall(r'set\(EXTENSION_(?:ICONURL|SCREENSHOTURLS) "([^"]+)"\)', cmake)
+        self.assertEqual(len(urls), 2)
+        for url in urls:
+            path = re.fullmatch(r"https://raw\.githubusercontent\.com/dicomtoprint/SlicerDicomToPrint/main/(.+)", url)
+            self.assertIsNotNone(path, url)
+            with open(os.path.join(ROOT, *path.group(1).split("/")), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # contributors as Slicer asks: "Name (Organization)"
+        self.assertRegex(re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1),
+                         r"^[^,()]+ \([^()]+\)(, [^,()]+ \([^()]+\))*$")
 
     def test_libraryImportsNothingFromTheApplication(self):
         allowed = {"slicer", "vtk", "vtkmodules", "numpy", "SimpleITK", "pydicom", "DicomToPrintLib"}
@@ -94,6 +104,16 @@ class DicomToPrintExtensionTest(unittest.TestCase):
         testCommand = next(c for c in commands if "pytest" in c)
         self.assertIn(testCommand.strip(), read(".ci", "run"))
         self.assertTrue(any("dicomtoprint sample" in c for c in commands))
+
+    def test_supportedSlicerVersionsAreTheTestedOnes(self):
+        """The package admits the slicer-core and pydicom versions CI runs the suite on, and the README says so."""
+        pyproject, ci, readme = read("pyproject.toml"), read(".ci", "run"), read("README.md")
+        self.assertEqual(re.search(r'"slicer-core([^"]+)"', pyproject).group(1), ">=5.12.4,<5.14")
+        self.assertEqual(re.search(r'"pydicom([^"]+)"', pyproject).group(1), ">=2.4")
+        self.assertIn('.venv-5.12/bin/pip install ".[test]" "slicer-core==5.12.4.0" "pydicom==2.4.4"', ci)
+        self.assertIn(".venv-5.12/bin/python -m pytest", ci)
+        for text in ("slicer-core 5.13.31053.0", "slicer-core 5.12.4.0", "pydicom 2.4.4", "5.10.0 and 5.12.3"):
+            self.assertIn(text, readme)
 
     def test_codeStyle(self):
         ruff = shutil.which("ruff") or (os.path.join(os.path.dirname(sys.executable), "ruff")

@@ -57,7 +57,7 @@ def writeNonImage(path: str, sopClass: str, modality: str) -> None:
     ds.SOPClassUID, ds.SOPInstanceUID = sopClass, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.SeriesInstanceUID = modality, generate_uid()
     ds.PatientName = sampledata.SYNTHETIC_PATIENT["PatientName"]
-    ds.save_as(path, enforce_file_format=True)
+    sampledata.saveDicomFile(ds, path)
 
 
 def renderSeries(folder, name="shell", shape=(96, 96, 72), spacing=(0.8, 0.8, 1.0), direction=None,
@@ -153,6 +153,9 @@ class DicomToPrintInputTest(unittest.TestCase):
                                         .volumeNode).copy()
         for index, syntax in enumerate((RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEGLosslessSV1)):
             with self.subTest(syntax=syntax.name):
+                if not dicom.PYDICOM_3 and syntax in (JPEGLSLossless, JPEG2000Lossless):
+                    self.skipTest(f"writing {syntax.name} test files needs pydicom 3's encoders (this is pydicom "
+                                  f"{pydicom.__version__}); reading them is GDCM's, the same with either")
                 folder = os.path.join(self.folder, f"syntax{index}")
                 testing.transcode(source, folder, syntax)
                 series = self.logic.findSeries(folder).selectSeries()

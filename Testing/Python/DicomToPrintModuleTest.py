@@ -1,16 +1,13 @@
-"""The module panel, checked without the Slicer application: its .ui, its parameter node against the library's
-settings (DicomToPrint.py is read, not imported: it needs Qt), the GUI-free display helpers on a real MRML
-scene, and the README's console example. The panel itself is driven inside Slicer by DicomToPrintTest."""
+"""The module panel's static parts, checked without the Slicer application: its .ui against Slicer's conventions,
+where the module finds it, that the library imports nothing Qt-only, the GUI-free display helpers on a real MRML
+scene, and the README's console example. The panel itself runs in DicomToPrintPanelTest (through Slicer's own
+parameter node wrapper) and, inside Slicer, in DicomToPrintTest."""
 
 import ast
 import contextlib
-import dataclasses
 import io
 import os
 import re
-import sys
-import types
-import typing
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -20,126 +17,20 @@ import vtk
 from vtk.util import numpy_support
 
 import DicomToPrintTesting as testing
-from DicomToPrintLib import DicomToPrintParameters, SlicerContext, dicom, display, export, levels, segment, surface
-from DicomToPrintLib.logic import AUTO_THRESHOLD_METHODS
+from DicomToPrintLib import SlicerContext, display
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir))
 MODULE_FILE = os.path.join(ROOT, "DicomToPrint", "DicomToPrint.py")
-UI_FILE = os.path.join(ROOT, "Resources", "UI", "DicomToPrint.ui")
+UI_FILE = os.path.join(ROOT, "DicomToPrint", "Resources", "UI", "DicomToPrint.ui")
 LIBRARY = os.path.join(ROOT, "DicomToPrint", "DicomToPrintLib")
 
 #: Modules that exist only inside the Slicer application (Qt and the scripted-module framework).
 QT_ONLY_MODULES = ("qt", "ctk", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper")
 
-#: Library settings the panel shows in a widget it fills itself rather than through SlicerParameterName.
-BOUND_IN_CODE = {
-    # The series list is filled from the folder at run time (a Choice annotation is fixed when the class is
-    # made); onSeriesSelected writes the chosen SeriesInstanceUID into the parameter node.
-    "series": "seriesComboBox",
-}
-#: Library settings the panel does not show, and why.
-NOT_SHOWN = {
-    "writePreview": "the PNG preview is the command line's picture of the model; in Slicer the 3D view shows the "
-                    "model coloured by wall thickness, and the panel's export writes only the STL",
-}
-#: Library settings the parameter node holds in another form (see parametersFromParameterNode).
-MAPPED = {
-    "minimumThreshold": ("useExplicitThreshold", "thresholdRange"),
-    "maximumThreshold": ("useExplicitThreshold", "thresholdRange"),
-    "surfaceSmoothingFactor": ("automaticSurfaceSmoothing", "surfaceSmoothingFactor"),
-    # the panel's structures are the segmentation's segments, made and coloured in the embedded Segment Editor
-    "structures": (),
-}
-#: Parameter node fields that hold results, not settings: no widget edits them.
-RESULT_FIELDS = {"pipelineSegmentId", "printModel"}
-#: What each choice setting must offer: everything the library accepts.
-LIBRARY_CHOICES = {
-    "missingSlices": dicom.MISSING_SLICES,
-    "preset": ("", *segment.THRESHOLD_PRESETS),
-    "autoThresholdMethod": AUTO_THRESHOLD_METHODS,
-    "islandsOperation": segment.ISLANDS_OPERATIONS,
-    "smoothingMethod": segment.SMOOTHING_METHODS,
-    "surfacePlacement": surface.SURFACE_PLACEMENTS,
-    "conversionMethod": tuple(surface.CONVERSION_METHODS),
-    "coordinateSystem": export.COORDINATE_SYSTEMS,
-    "hollowMode": levels.SHELL_MODES,
-    "exportFormat": export.FORMATS,
-}
-
 
 def read(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return f.read()
-
-
-# -- DicomToPrint.py, read without the application -------------------------------------------------------------
-class WithinRange:
-    def __init__(self, minimum, maximum):
-        self.minimum, self.maximum = minimum, maximum
-
-
-class RangeBounds:
-    def __init__(self, minimum, maximum):
-        self.minimum, self.maximum = minimum, maximum
-
-
-class Choice:
-    def __init__(self, choices):
-        self.choices = choices
-
-
-class FloatRange:
-    def __init__(self, minimum=0.0, maximum=0.0):
-        self.minimum, self.maximum = minimum, maximum
-
-
-@dataclasses.dataclass
-class Field:
-    name: str
-    type: type
-    annotations: tuple
-    default: object
-
-    def annotation(self, kind):
-        return next((a for a in self.annotations if isinstance(a, kind)), None)
-
-
-MISSING = object()
-
-
-def moduleNamespace(tree: ast.Module) -> dict:
-    """DicomToPrint.py's constants, parameter node and GUI-free functions, run with stand-ins for Slicer's
-    parameter node wrapper: its imports of the library, the standard library and slicer's MRML classes (all
-    present on slicer-core), its upper-case constants, and the definitions the tests need."""
-    namespace = {"parameterNodeWrapper": lambda classtype: classtype, "WithinRange": WithinRange,
-                 "RangeBounds": RangeBounds, "Choice": Choice, "FloatRange": FloatRange, "__name__": "DicomToPrint"}
-    wanted = {"DicomToPrintParameterNode", "parametersFromParameterNode", "missingRequirement", "outputPathProblem"}
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            runs = all(a.name.split(".")[0] in sys.stdlib_module_names | {"DicomToPrintLib", "numpy"}
-                       for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            top = (node.module or "").split(".")[0]
-            runs = node.level == 0 and (node.module == "slicer" or top in sys.stdlib_module_names
-                                        or top == "DicomToPrintLib")
-        elif isinstance(node, ast.Assign):
-            runs = all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
-        else:
-            runs = isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name in wanted
-        if runs:
-            exec(compile(ast.Module([node], type_ignores=[]), MODULE_FILE, "exec"), namespace)  # noqa: S102
-    return namespace
-
-
-def parameterNodeFields(namespace: dict) -> dict[str, Field]:
-    cls = namespace["DicomToPrintParameterNode"]
-    fields = {}
-    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
-        base, annotations = hint, ()
-        if typing.get_origin(hint) is typing.Annotated:
-            base, *annotations = typing.get_args(hint)
-        fields[name] = Field(name, base, tuple(annotations), cls.__dict__.get(name, MISSING))
-    return fields
 
 
 def uiWidgets(root) -> list:
@@ -158,17 +49,6 @@ def widgetProperty(widget, name):
     return None
 
 
-def boundWidgets(root) -> dict[str, ET.Element]:
-    """SlicerParameterName -> the widget bound to it."""
-    bound = {}
-    for widget in uiWidgets(root):
-        name = widgetProperty(widget, "SlicerParameterName")
-        if name:
-            bound.setdefault(name, [])
-            bound[name].append(widget)
-    return bound
-
-
 class DicomToPrintModuleTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -176,12 +56,7 @@ class DicomToPrintModuleTest(unittest.TestCase):
             raise unittest.SkipTest("runs in a source checkout (the module's sources are not installed here)")
         cls.source = read(MODULE_FILE)
         cls.tree = ast.parse(cls.source)
-        cls.namespace = moduleNamespace(cls.tree)
-        cls.fields = parameterNodeFields(cls.namespace)
         cls.ui = ET.parse(UI_FILE).getroot()
-        cls.bound = boundWidgets(cls.ui)
-        cls.libraryFields = {f.name: f for f in dataclasses.fields(DicomToPrintParameters)}
-        cls.libraryTypes = typing.get_type_hints(DicomToPrintParameters)
 
     # -- the .ui -------------------------------------------------------------------------------------------------
     def test_uiIsAWellFormedSlicerPanel(self):
@@ -257,139 +132,14 @@ class DicomToPrintModuleTest(unittest.TestCase):
 
     def test_uiIsInTheModuleResourcesAndLoadedThroughResourcePath(self):
         cmake = read(os.path.join(ROOT, "DicomToPrint", "CMakeLists.txt"))
-        resources = re.search(r"set\(MODULE_RESOURCES(.*?)\)", cmake, re.S).group(1).split()
-        self.assertIn("UI/${MODULE_NAME}.ui", resources)
+        resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", cmake, re.S).group(1).split()
+        self.assertEqual(resources, ["Resources/Icons/${MODULE_NAME}.png", "Resources/UI/${MODULE_NAME}.ui"])
+        # Slicer's macro copies them beside the module (build tree and package), where resourcePath looks
+        self.assertIn("RESOURCES ${MODULE_PYTHON_RESOURCES}", cmake)
+        self.assertNotIn("configure_file(${PROJECT_SOURCE_DIR}/Resources", cmake)
         loads = [node for node in ast.walk(self.tree) if isinstance(node, ast.Call)
                  and ast.unparse(node.func) == "slicer.util.loadUI"]
-        self.assertEqual([ast.unparse(node.args[0]) for node in loads], ["resourcePath('UI/DicomToPrint.ui')"])
-
-    # -- the parameter node against the .ui ------------------------------------------------------------------------
-    def test_everyParameterNameIsAFieldWithAWidgetThatCanShowIt(self):
-        for name, widgets in self.bound.items():
-            with self.subTest(parameter=name):
-                self.assertIn(name, self.fields, f"SlicerParameterName {name} is not a parameter node field")
-                self.assertEqual(len(widgets), 1, "one widget per setting")
-                field, widgetClass = self.fields[name], widgets[0].get("class")
-                # what Slicer's parameter node wrapper connectors accept (guiConnectors.py), and this module's
-                # ctkPathLineEdit <-> str connector
-                if isinstance(field.type, type) and issubclass(field.type, slicer.vtkMRMLNode):
-                    self.assertEqual(widgetClass, "qMRMLNodeComboBox")
-                    self.assertEqual(widgetProperty(widgets[0], "nodeTypes"), [field.type.__name__])
-                elif field.type is bool:
-                    self.assertIn(widgetClass, ("QCheckBox", "ctkCheckBox"))
-                elif field.annotation(Choice) is not None:
-                    self.assertIn(widgetClass, ("QComboBox", "ctkComboBox"))
-                elif field.type is str:
-                    self.assertIn(widgetClass, ("QLineEdit", "ctkPathLineEdit"))
-                elif field.type is FloatRange:
-                    self.assertEqual(widgetClass, "ctkRangeWidget")
-                    self.assertIsNotNone(field.annotation(RangeBounds), "a range widget needs RangeBounds")
-                elif field.type is int:
-                    self.assertIn(widgetClass, ("QSpinBox", "QSlider"))
-                else:
-                    self.assertIs(field.type, float)
-                    self.assertIn(widgetClass, ("QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"))
-                if widgetClass in ("ctkSliderWidget", "QSlider"):
-                    self.assertIsNotNone(field.annotation(WithinRange), "a slider needs a bounded value")
-
-    def test_everyLibrarySettingIsShown(self):
-        shown = set(self.bound)
-        for name in self.libraryFields:
-            with self.subTest(setting=name):
-                if name in NOT_SHOWN:
-                    self.assertNotIn(name, shown)
-                    self.assertGreater(len(NOT_SHOWN[name]), 20, "say why")
-                elif name in BOUND_IN_CODE:
-                    self.assertNotIn(name, shown)
-                    self.assertIn(BOUND_IN_CODE[name], {w.get("name") for w in uiWidgets(self.ui)})
-                elif name in MAPPED:
-                    self.assertTrue(set(MAPPED[name]) <= shown, f"{MAPPED[name]} shown for {name}")
-                else:
-                    self.assertIn(name, shown, f"the library's setting {name} has no widget in the panel")
-                    self.assertIn(name, self.fields)
-        # and the parameter node has nothing the panel does not show, except results
-        self.assertEqual(set(self.fields) - shown, set(BOUND_IN_CODE) | set(NOT_SHOWN) | RESULT_FIELDS)
-        self.assertTrue(set(NOT_SHOWN) | set(BOUND_IN_CODE) | set(MAPPED) <= set(self.libraryFields),
-                        "the lists name only settings the library has")
-
-    def test_seriesListWritesTheParameterNode(self):
-        widget = next(n for n in self.tree.body if isinstance(n, ast.ClassDef) and n.name == "DicomToPrintWidget")
-        methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
-        assigned = {ast.unparse(t) for n in ast.walk(methods["onSeriesSelected"]) if isinstance(n, ast.Assign)
-                    for t in n.targets}
-        self.assertEqual(assigned, {"self._parameterNode.series"})
-        connections = {ast.unparse(n) for n in ast.walk(methods["setup"]) if isinstance(n, ast.Call)
-                       and isinstance(n.func, ast.Attribute) and n.func.attr == "connect"}
-        self.assertIn("self.ui.seriesComboBox.connect('currentIndexChanged(int)', self.onSeriesSelected)",
-                      connections)
-
-    def test_parameterNodeDefaultsAreTheLibrarys(self):
-        library = DicomToPrintParameters()
-        for name in self.libraryFields:
-            if name in MAPPED:
-                continue
-            with self.subTest(setting=name):
-                self.assertIn(name, self.fields, f"the parameter node lacks the library's setting {name}")
-                node = self.fields[name]
-                self.assertEqual(node.default, getattr(library, name))
-                self.assertIs(node.type, self.libraryTypes[name], "same type as the library's")
-        # the optional settings: off / automatic by default, as the library's None
-        self.assertIsNone(library.minimumThreshold)
-        self.assertIsNone(library.maximumThreshold)
-        self.assertIs(self.fields["useExplicitThreshold"].default, False)
-        self.assertIsNone(library.surfaceSmoothingFactor)
-        self.assertIs(self.fields["automaticSurfaceSmoothing"].default, True)
-        self.assertEqual(self.fields["surfaceSmoothingFactor"].default, library.smoothingFactor)
-        self.assertEqual(self.fields["surfaceSmoothingFactor"].default,
-                         surface.DEFAULT_SMOOTHING[library.surfacePlacement])
-
-    def nodeWithDefaults(self, **changes):
-        values = {name: field.default for name, field in self.fields.items() if field.default is not MISSING}
-        values["thresholdRange"] = FloatRange()
-        values.update(changes)
-        return types.SimpleNamespace(**values)
-
-    def test_conversionToTheLibrarysParameters(self):
-        convert = self.namespace["parametersFromParameterNode"]
-        self.assertEqual(convert(self.nodeWithDefaults()), DicomToPrintParameters())
-        # the automatic threshold shown in thresholdRange is not an explicit range until asked for
-        self.assertEqual(convert(self.nodeWithDefaults(thresholdRange=FloatRange(500.0, 900.0))),
-                         DicomToPrintParameters())
-        explicit = convert(self.nodeWithDefaults(useExplicitThreshold=True, thresholdRange=FloatRange(300.0, 2000.0)))
-        self.assertEqual((explicit.minimumThreshold, explicit.maximumThreshold), (300.0, 2000.0))
-        smoothing = convert(self.nodeWithDefaults(automaticSurfaceSmoothing=False, surfaceSmoothingFactor=0.35))
-        self.assertEqual(smoothing.surfaceSmoothingFactor, 0.35)
-        self.assertEqual(convert(self.nodeWithDefaults(surfaceSmoothingFactor=0.35)).surfaceSmoothingFactor, None)
-        others = convert(self.nodeWithDefaults(targetTriangles=1234, preset="CT bone", coordinateSystem="RAS",
-                                               series="1.2.3", overwrite=True))
-        self.assertEqual((others.targetTriangles, others.preset, others.coordinateSystem, others.series,
-                          others.overwrite), (1234, "CT bone", "RAS", "1.2.3", True))
-        missing = self.nodeWithDefaults()
-        del missing.kernelSizeMm
-        with self.assertRaises(AttributeError):  # a setting the node lacks is not silently defaulted
-            convert(missing)
-
-    def test_rangesAndChoicesAreTheLibrarys(self):
-        for name, field in self.fields.items():
-            within, choice = field.annotation(WithinRange), field.annotation(Choice)
-            librarySetting = name if name in self.libraryFields else None
-            with self.subTest(field=name):
-                if choice is not None:
-                    self.assertIn(name, LIBRARY_CHOICES, "a choice the test does not know")
-                    self.assertEqual(tuple(choice.choices), tuple(LIBRARY_CHOICES[name]))
-                    self.assertIn(field.default, choice.choices)
-                    for value in choice.choices:
-                        DicomToPrintParameters(**{name: value}).validate()
-                if within is not None:
-                    self.assertLessEqual(within.minimum, field.default)
-                    self.assertLessEqual(field.default, within.maximum)
-                    self.assertIsNotNone(librarySetting, f"{name} has a range but is no library setting")
-                    # every value the widget allows is one the library accepts
-                    for value in (within.minimum, within.maximum):
-                        DicomToPrintParameters(**{name: field.type(value)}).validate()
-        bounds = self.fields["thresholdRange"].annotation(RangeBounds)
-        self.assertLessEqual(bounds.minimum, -1024.0)
-        self.assertGreaterEqual(bounds.maximum, 65535.0, "any CT or 16-bit MR value can be a threshold")
+        self.assertEqual([ast.unparse(node.args[0]) for node in loads], ["self.resourcePath('UI/DicomToPrint.ui')"])
 
     def test_panelUsesOnlyWidgetsOfTheUi(self):
         names = {w.get("name") for w in uiWidgets(self.ui)}
@@ -403,55 +153,17 @@ class DicomToPrintModuleTest(unittest.TestCase):
         quoted = {node.value for node in ast.walk(self.tree) if isinstance(node, ast.Constant)
                   and isinstance(node.value, str) and re.fullmatch(r"[a-z]\w+", node.value)
                   and node.value.endswith(suffixes)}
-        self.assertIn("presetComboBox", quoted)
+        self.assertTrue({"segmentButton", "exportInfoLabel", "inputCollapsibleButton"} <= quoted)
         self.assertEqual(quoted - names - {"missingRequirementLabel"}, set())
-        for name in self.namespace["LABELLED_COMBO_BOXES"]:
-            comboBox = next(w for w in uiWidgets(self.ui) if w.get("name") == name)
-            self.assertIsNotNone(self.fields[widgetProperty(comboBox, "SlicerParameterName")].annotation(Choice))
 
-    # -- the Slicer version and the library ------------------------------------------------------------------------
-    def test_olderSlicerGetsAMessageInsteadOfAnImportError(self):
-        guarded = [node for node in self.tree.body if isinstance(node, ast.Try)
-                   and any(isinstance(n, ast.ImportFrom) and n.module == "slicer.parameterNodeWrapper"
-                           for n in node.body)]
-        self.assertEqual(len(guarded), 1)
-        unguarded = [node for node in self.tree.body if isinstance(node, ast.ImportFrom)
-                     and (node.module or "").startswith("slicer.parameterNodeWrapper")]
-        self.assertEqual(unguarded, [])
-        block = guarded[0]
-        self.assertEqual([ast.unparse(h.type) for h in block.handlers], ["ImportError"])
-        imported = {alias.asname or alias.name for n in block.body if isinstance(n, ast.ImportFrom)
-                    for alias in n.names}
-        defined = set()
-        for node in ast.walk(ast.Module(block.handlers[0].body, type_ignores=[])):
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                defined.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                defined.add(node.id)
-        self.assertEqual(imported - defined, set(), "everything the module uses is defined on an older Slicer too")
-
-        missingRequirement = self.namespace["missingRequirement"]
-        oldSlicer = types.SimpleNamespace(app=types.SimpleNamespace(applicationVersion="5.8.1"))
-        newSlicer = types.SimpleNamespace(app=types.SimpleNamespace(applicationVersion="5.10.0"),
-                                          vtkSlicerSegmentEditorLogic=object)
-        try:
-            self.namespace["slicer"] = oldSlicer
-            message = missingRequirement()
-            self.assertIn("5.10", message)
-            self.assertIn("5.8.1", message)
-            self.namespace["slicer"] = newSlicer
-            self.namespace["PARAMETER_NODE_WRAPPER_PROBLEM"] = ""
-            self.assertEqual(missingRequirement(), "")
-            self.namespace["PARAMETER_NODE_WRAPPER_PROBLEM"] = "no FloatRange"
-            self.assertIn("no FloatRange", missingRequirement())
-        finally:
-            self.namespace["slicer"] = slicer
-            self.namespace.pop("PARAMETER_NODE_WRAPPER_PROBLEM")
-        # the panel asks before it loads the .ui
-        widget = next(n for n in self.tree.body if isinstance(n, ast.ClassDef) and n.name == "DicomToPrintWidget")
-        setup = next(f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name == "setup")
-        calls = [ast.unparse(n.func) for n in ast.walk(setup) if isinstance(n, ast.Call)]
-        self.assertLess(calls.index("missingRequirement"), calls.index("slicer.util.loadUI"))
+    def test_moduleImportsTheLibraryOnlyWhenUsed(self):
+        """Slicer imports every module's file at startup: the library (pydicom, SimpleITK...) waits until the
+        panel or the logic is first used."""
+        topLevel = [node for node in self.tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        imported = {alias.name for node in topLevel if isinstance(node, ast.Import) for alias in node.names} | \
+            {node.module for node in topLevel if isinstance(node, ast.ImportFrom)}
+        self.assertEqual({name for name in imported if name.split(".")[0] in ("DicomToPrintLib", "numpy")}, set())
+        self.assertIn("slicer.parameterNodeWrapper", imported)
 
     def test_libraryImportsNothingQtOnly(self):
         names = sorted(n for n in os.listdir(LIBRARY) if n.endswith(".py"))
@@ -470,17 +182,6 @@ class DicomToPrintModuleTest(unittest.TestCase):
                 found += [f"{name}:{node.lineno} {module}" for module in modules
                           if any(module == m or module.startswith(m + ".") for m in QT_ONLY_MODULES)]
         self.assertEqual(found, [])
-
-    def test_outputPathProblems(self):
-        problem = self.namespace["outputPathProblem"]
-        folder = testing.temporaryFolder(self)
-        self.assertEqual(problem(os.path.join(folder, "model.STL")), "")
-        self.assertIn("Choose", problem(""))
-        self.assertIn(".stl", problem(os.path.join(folder, "model.obj")))
-        self.assertEqual(problem(os.path.join(folder, "model.3mf"), "3MF"), "")
-        self.assertEqual(problem(os.path.join(folder, "model.stl"), "OBJ"),
-                         "The output file name must end with .obj (the format is OBJ)")
-        self.assertIn("does not exist", problem(os.path.join(folder, "missing", "model.stl")))
 
     # -- display.py on a real scene --------------------------------------------------------------------------------
     def setUpScene(self):
