@@ -574,11 +574,20 @@ class Qt:
     ShiftModifier = 0x02000000
 
 
+class QMessageBox(QWidget):
+    """Only its constants: in testing mode (slicer.app.testingEnabled()) Slicer logs the text instead of showing
+    the box and takes the answer the function gives for testing."""
+
+    NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
+    Ok, Cancel = 0x00000400, 0x00400000
+
+
 def _makeQtModule():
     module = types.ModuleType("qt", "Stand-ins for PythonQt's Qt classes (DicomToPrintPanelHarness)")
     for cls in (QObject, QWidget, QLabel, QProgressBar, QAbstractButton, QPushButton, QToolButton, QRadioButton,
                 QCheckBox, QComboBox, QLineEdit, QTextEdit, QSpinBox, QSlider, QDoubleSpinBox, QSettings, QFile,
-                QIcon, QColor, QLayout, QVBoxLayout, QHBoxLayout, QFormLayout, QGridLayout, QUiLoader, Qt):
+                QIcon, QColor, QLayout, QVBoxLayout, QHBoxLayout, QFormLayout, QGridLayout, QUiLoader, Qt,
+                QMessageBox):
         setattr(module, cls.__name__, cls)
     return module
 

@@ -9,6 +9,7 @@ widgets; the Widget is set up, entered, left, survives a scene close, runs a ste
 
 import enum
 import os
+import sys
 import typing
 import unittest
 
@@ -360,6 +361,25 @@ class PanelTests:
         node.segmentation.GetSegmentation().AddEmptySegment("", "Edit")
         self.assertFalse(ui.exportButton.enabled)
         self.assertEqual(ui.meshInfoLabel.text, "The segmentation changed: create the mesh again.")
+
+    def test_fastSimplificationIsOfferedOnceWhenMissing(self):
+        # installed (as on slicer-core): nothing is asked
+        with self.assertNoLogs(level="INFO"):
+            self.widget.offerFastSimplification()
+        self.assertEqual(self.widget.logic.decimationMethod(), "fast-simplification")
+        # missing (as in Slicer until it is installed): asked once, the first time a mesh is made; in testing mode
+        # Slicer's confirmOkCancelDisplay logs the question and answers Cancel, so VTK's decimation is used
+        saved = sys.modules.get("fast_simplification")
+        sys.modules["fast_simplification"] = None  # an import of it now fails, as where it is not installed
+        self.addCleanup(sys.modules.__setitem__, "fast_simplification", saved)
+        self.assertEqual(self.widget.logic.decimationMethod(), "vtkQuadricDecimation")
+        with self.assertLogs(level="INFO") as logged:
+            self.widget.offerFastSimplification()
+        asked = [line for line in logged.output if "faster with the fast-simplification package" in line]
+        self.assertEqual(len(asked), 1)
+        self.assertTrue(any("Testing mode is enabled: Returning True" in line for line in logged.output))
+        with self.assertNoLogs(level="INFO"):
+            self.widget.offerFastSimplification()
 
     def test_aBusyStepCanBeCancelledAndLeavesNoFile(self):
         """While a step runs the sections are disabled and the Segment Editor read-only; Cancel, leaving the
