@@ -290,7 +290,7 @@ def _boundaryBand(inside: np.ndarray) -> np.ndarray:
 
 
 def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 2.5,
-                threshold: float | None = None) -> FractionMap:
+                threshold: float | None = None, insideLevel: float | None = None) -> FractionMap:
     """Fraction of each voxel inside the object, from the intensity levels on both sides of its boundary.
 
     Only the voxels on either side of the object's boundary, one voxel deep, are partial: the rest of the object
@@ -306,6 +306,9 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     :param sigmaMm: how far (Gaussian sigma) the levels are averaged along the boundary.
     :param threshold: the threshold that found the object: the level inside is measured on voxels at or above
         it (not on cancellous bone inside cortical bone), the level outside on voxels below it.
+    :param insideLevel: the level inside, where it cannot be measured near the boundary: a body's surface lies
+        between the background and a skin thinner than the ring the level would be measured on, over bright fat
+        (on an MR head the measured level put the surface 1 mm inside the skin).
     """
     h = float(max(spacing))
     box = _boundingBox(mask, margin=int(np.ceil(4 * h / min(spacing))) + 1)
@@ -327,7 +330,10 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
         innerRing &= hu >= threshold
         outerRing &= hu < threshold
     outsideLevel = float(np.median(hu[outerRing])) if outerRing.any() else float(np.median(hu[~inside]))
-    if np.count_nonzero(innerRing) >= 200:
+    if insideLevel is not None:
+        source = "given"
+        innerRing[...] = False
+    elif np.count_nonzero(innerRing) >= 200:
         insideLevel, source = float(np.median(hu[innerRing])), "interior"
     else:
         # A thin object: its plateau is the upper end of its intensities, less the noise there.

@@ -425,7 +425,10 @@ class DicomToPrintLogic:
                 segmentationNode, segmentId, volumeNode, smoothingFactor=parameters.smoothingFactor,
                 hollowWallMm=parameters.hollowWallMm, hollowMode=parameters.hollowMode,
                 drainHoleDiameterMm=parameters.drainHoleDiameterMm,
-                threshold=threshold["minimum"] if threshold and threshold.get("levels") else None)
+                threshold=threshold["minimum"] if threshold and threshold.get("levels") else None,
+                # a body's surface: halfway between the background and the tissue's level (see levels.fractionMap)
+                insideLevel=threshold["levels"]["upperLevel"] if threshold and threshold.get("levels")
+                and threshold.get("structure") == "Skin" else None)
             polyData = placed.polyData
             info = {"placement": surface.SUBVOXEL, "insideLevel": round(placed.insideLevel, 1),
                     "outsideLevel": round(placed.outsideLevel, 1), "insideLevelSource": placed.insideLevelSource,

@@ -106,8 +106,8 @@ class SubvoxelSurface:
     hollow: dict | None = None
 
     def describe(self) -> str:
-        how = "measured inside the object" if self.insideLevelSource == "interior" else \
-            "the object's plateau (it is thin everywhere)"
+        how = {"interior": "measured inside the object", "given": "the tissue's level, the skin being too thin to "
+               "measure"}.get(self.insideLevelSource, "the object's plateau (it is thin everywhere)")
         return (f"surface at the local half-step between the levels on both sides of the boundary (overall "
                 f"{self.outsideLevel:.0f} outside, {self.insideLevel:.0f} inside, {how}), contoured at fraction "
                 f"{self.contourFraction:.3f}")
@@ -172,7 +172,8 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
 def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothingFactor: float = 0.2,
                           preserveVolume: bool = False, refine: bool = True, hollowWallMm: float = 0.0,
                           hollowMode: str = levels.OUTSIDE_SURFACE,
-                          drainHoleDiameterMm: float = 0.0, threshold: float | None = None) -> SubvoxelSurface:
+                          drainHoleDiameterMm: float = 0.0, threshold: float | None = None,
+                          insideLevel: float | None = None) -> SubvoxelSurface:
     """The segment's surface placed from the intensities of the volume (local ISO-50), see the module's text.
 
     The fraction map goes into a temporary segmentation (no node in the scene) as a fractional labelmap and is
@@ -190,11 +191,14 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     :param hollowWallMm: if above 0, hollow the object to this wall (:func:`.levels.hollowFraction`), in
         ``hollowMode``, with drain holes of ``drainHoleDiameterMm`` (0: none).
     :param threshold: the lower threshold that found the object (see :func:`.levels.fractionMap`).
+    :param insideLevel: the level inside the object, where it is not to be measured locally (see
+        :func:`.levels.fractionMap`).
     :return: the surface (RAS) and how it was placed.
     """
     values = segment.volumeArray(volumeNode)
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
-    fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing(), threshold=threshold)
+    fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing(), threshold=threshold,
+                                  insideLevel=insideLevel)
     del mask
     checkpoint()
     measured, hollow = fraction, None
