@@ -6,8 +6,8 @@ the Slicer application and on PyPI's slicer-core. The modules read as the pipeli
 with :mod:`.logic` running them in one call.
 """
 
-from .logic import DicomToPrintLogic, DicomToPrintParameters, DicomToPrintResult, __version__
-from .runtime import DicomToPrintError, ProcessingCancelled, SlicerContext
+from .logic import DicomToPrintLogic, DicomToPrintParameters, DicomToPrintResult
+from .runtime import DicomToPrintError, ProcessingCancelled, SlicerContext, __version__
 
 __all__ = [
     "DicomToPrintError",

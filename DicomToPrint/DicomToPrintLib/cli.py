@@ -23,8 +23,8 @@ import sys
 import threading
 
 from . import export, sampledata, segment, surface
-from .logic import AUTO_THRESHOLD_METHODS, DicomToPrintLogic, DicomToPrintParameters, __version__
-from .runtime import DicomToPrintError, ProcessingCancelled, setThreads
+from .logic import AUTO_THRESHOLD_METHODS, DicomToPrintLogic, DicomToPrintParameters
+from .runtime import DicomToPrintError, ProcessingCancelled, __version__, setThreads
 
 _ISLANDS = {"keep-largest": segment.KEEP_LARGEST_ISLAND, "remove-small": segment.REMOVE_SMALL_ISLANDS,
             "none": segment.ISLANDS_NONE}

@@ -16,6 +16,7 @@ import tempfile
 
 import vtk
 
+from .meshdata import pointsArray, polyDataFromArrays, trianglesArray
 from .runtime import DicomToPrintError, checkChoice, checkpoint, isSlicerApplication
 
 LPS = "LPS"
@@ -243,7 +244,6 @@ def exportObj(parts, outputPath: str, coordinateSystem: str = LPS, sizeScale: fl
     :param parts: (name, (r, g, b) 0-1, closed triangle mesh in RAS) for each part.
     :return: the OBJ and MTL paths written.
     """
-    from .validate import pointsArray, trianglesArray
 
     checkChoice("coordinate system", coordinateSystem, COORDINATE_SYSTEMS)
     materialPath = os.path.splitext(os.path.abspath(outputPath))[0] + ".mtl"
@@ -280,7 +280,6 @@ def export3mf(parts, outputPath: str, coordinateSystem: str = LPS, sizeScale: fl
 
     :param parts: (name, (r, g, b) 0-1, closed triangle mesh in RAS) for each part.
     """
-    from .validate import pointsArray, trianglesArray
 
     checkChoice("coordinate system", coordinateSystem, COORDINATE_SYSTEMS)
     lib3mf = _lib3mf()
@@ -330,7 +329,6 @@ def read3mf(path: str) -> list[tuple[str, tuple[int, int, int], vtk.vtkPolyData]
     """The parts of a 3MF file: (name, (r, g, b) 0-255, mesh), read back with lib3mf."""
     import numpy as np
 
-    from .validate import polyDataFromArrays
 
     wrapper = _lib3mf().get_wrapper()
     model = wrapper.CreateModel()

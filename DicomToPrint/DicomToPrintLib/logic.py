@@ -30,8 +30,6 @@ from .runtime import (
 )
 from .validate import BUILD_VOLUME_MM, MeshStatistics, ValidationReport, meshStatistics, reportTableNode, validateMesh
 
-__version__ = "0.2.0"
-
 ISO50 = "ISO50"
 #: automatic threshold methods: DicomToPrint's ISO-50 and those of Slicer's Threshold effect
 AUTO_THRESHOLD_METHODS = (ISO50, *segment.AUTO_THRESHOLD_METHODS)

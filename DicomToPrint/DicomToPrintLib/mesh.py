@@ -5,7 +5,7 @@ library made for it, fast-simplification (the Fast-Quadric-Mesh-Simplification a
 decimation where it is not installed); VTK does the rest of the geometry: cleaning (vtkCleanPolyData), hole
 filling (vtkFillHolesFilter), winding (vtkPolyDataNormals), nesting (vtkSelectEnclosedPoints). What no library
 does right is written here on numpy arrays: counting how many triangles use each edge, telling duplicate
-triangles apart, finding triangles that cross each other (:func:`.validate.selfIntersections`), refining crossing
+triangles apart, finding triangles that cross each other (:func:`.meshdata.selfIntersections`), refining crossing
 triangles back onto the surface they were decimated from, splitting a vertex where two sheets of surface touch at
 a point, orienting each shell by how deeply it is nested (a cavity faces inwards), and keeping the parts the
 Islands step kept.
@@ -23,19 +23,24 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import vtk
 
-from .runtime import checkpoint, update
-from .validate import (
+from .meshdata import (
+    _cornerFans,
+    closestPointsOnTriangles,
     edgeUse,
     labelShells,
+    newTriangles,
+    nonManifoldVertexCount,
     pointNormals,
     pointsArray,
     polyDataFromArrays,
     selfIntersections,
     shellNesting,
     sideKeys,
+    surfaceDeviation,
     trianglesArray,
     triangleVolumes,
 )
+from .runtime import checkpoint, update
 
 
 def _run(algorithm, polyData) -> vtk.vtkPolyData:
@@ -141,37 +146,6 @@ def cutAndFill(polyData, badTriangles: np.ndarray) -> vtk.vtkPolyData:
     fill = vtk.vtkFillHolesFilter()
     fill.SetHoleSize(1e30)  # the holes are small by construction; their size in mm does not matter
     return cleanMesh(triangulate(_run(fill, opened)))
-
-
-def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0 (lanes a mask leaves unused)."""
-    return numerator / np.where(denominator == 0, 1.0, denominator) * (denominator != 0)
-
-
-def closestPointsOnTriangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """The point of each triangle (a, b, c) nearest to p, all (N, 3) (Ericson, Real-Time Collision Detection,
-    5.1.5: by the Voronoi region of the triangle that p projects into)."""
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
-    bp = p - b
-    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
-    cp = p - c
-    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    denominator = va + vb + vc
-    result = a + ab * _divide(vb, denominator)[:, None] + ac * _divide(vc, denominator)[:, None]  # the face
-    regions = [  # (mask, point) from the last to the first: the first region that applies wins
-        ((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0),
-         b + (c - b) * _divide(d4 - d3, (d4 - d3) + (d5 - d6))[:, None]),
-        ((vb <= 0) & (d2 >= 0) & (d6 <= 0), a + ac * _divide(d2, d2 - d6)[:, None]),
-        ((d6 >= 0) & (d5 <= d6), c),
-        ((vc <= 0) & (d1 >= 0) & (d3 <= 0), a + ab * _divide(d1, d1 - d3)[:, None]),
-        ((d3 >= 0) & (d4 <= d3), b),
-        ((d1 <= 0) & (d2 <= 0), a),
-    ]
-    for mask, point in regions:
-        result[mask] = point[mask]
-    return result
 
 
 class ReferenceSurface:
@@ -319,39 +293,6 @@ def degenerateTriangles(polyData, relativeArea: float = 1e-10) -> np.ndarray:
     return doubleArea <= relativeArea * longest
 
 
-def _cornerFans(triangles: np.ndarray, pointCount: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group each vertex's triangle corners into fans: the corners met by walking around the vertex from
-    triangle to triangle across shared edges. Needs manifold edges and consistent winding.
-
-    :return: (fan label per corner, in triangle-major order (3 per triangle); fans per vertex).
-    """
-    n = len(triangles)
-    keys = sideKeys(triangles)  # side k of all triangles first; side k runs from corner k to corner k+1
-    order = np.argsort(keys, kind="stable")
-    same = keys[order][1:] == keys[order][:-1]
-    first, second = order[:-1][same], order[1:][same]  # the two uses of each edge
-    twin = np.arange(3 * n)
-    twin[first], twin[second] = second, first
-    side = np.arange(3 * n)
-    k, t = np.divmod(side, n)
-    twinK, twinT = np.divmod(twin, n)
-    # Walking around the vertex at the start of side (k, t): across that side into the twin triangle, whose
-    # corner at the same vertex is at the twin side's end (consistent winding runs the twin side backwards).
-    nextCorner = twinT * 3 + (twinK + 1) % 3
-    corner = t * 3 + k
-    step = np.empty(3 * n, np.int64)
-    step[corner] = nextCorner
-    label = np.arange(3 * n)
-    valence = int(np.bincount(triangles.ravel(), minlength=pointCount).max()) if n else 1
-    for _ in range(int(np.ceil(np.log2(valence + 1))) + 1):  # pointer doubling: minimum over each cycle
-        label = np.minimum(label, label[step])
-        step = step[step]
-    vertexOfCorner = triangles.ravel().astype(np.int64)
-    fanKeys = np.unique(vertexOfCorner * (3 * n) + label)
-    fans = np.bincount(fanKeys // (3 * n), minlength=pointCount)
-    return label, fans
-
-
 def splitNonManifoldVertices(polyData, separationMm: float = 1e-3) -> tuple[vtk.vtkPolyData, int]:
     """Give each fan of triangles around a vertex its own copy of the vertex, a micrometre apart.
 
@@ -387,14 +328,6 @@ def splitNonManifoldVertices(polyData, separationMm: float = 1e-3) -> tuple[vtk.
     return polyDataFromArrays(np.vstack(newPoints), vertexOfCorner.reshape(-1, 3)), int(len(pinched))
 
 
-def nonManifoldVertexCount(polyData) -> int:
-    """Vertices where more than one fan of triangles meet (edges must be manifold for this count)."""
-    triangles = trianglesArray(polyData)
-    if len(triangles) == 0 or not np.all(edgeUse(triangles) == 2):
-        return 0
-    return int(np.count_nonzero(_cornerFans(triangles, polyData.GetNumberOfPoints())[1] > 1))
-
-
 def consistentWinding(polyData) -> vtk.vtkPolyData:
     """Neighbouring triangles wound the same way (vtkPolyDataNormals consistency, no auto-orientation), with
     point normals for display."""
@@ -422,21 +355,6 @@ def orientShells(polyData) -> tuple[vtk.vtkPolyData, int]:
     flip = wrong[labels]
     triangles[flip] = triangles[flip][:, ::-1]
     return consistentWinding(polyDataFromArrays(pointsArray(labelled), triangles)), int(np.count_nonzero(wrong))
-
-
-def newTriangles(before, after) -> np.ndarray:
-    """Mask of the triangles of ``after`` that ``before`` does not have (same three corner positions)."""
-    old, new = trianglesArray(before), trianglesArray(after)
-    oldPoints = pointsArray(before)
-    points = np.concatenate([oldPoints, pointsArray(after)])
-    # one number per distinct corner position, then one per triangle (its sorted corner numbers)
-    rows = np.ascontiguousarray(points).view(np.dtype((np.void, points.dtype.itemsize * 3))).ravel()
-    _, position = np.unique(rows, return_inverse=True)  # rows as bytes: much faster than unique(axis=0)
-    position = position.ravel().astype(np.int64)
-    corners = np.sort(np.concatenate([position[old], position[new + len(oldPoints)]]), axis=1)
-    base = int(position.max()) + 1
-    key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
-    return ~np.isin(key[len(old):], key[:len(old)])
 
 
 @dataclass
@@ -613,7 +531,7 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
 
     The mesh is simplified (:func:`simplify`) and repaired (:func:`repair`, bounded), and kept only if it is
     closed, manifold, free of crossings and within ``maximumDeviationMm`` of the input everywhere it was
-    measured (:func:`.validate.surfaceDeviation`: every vertex, and the middle of every triangle the repair
+    measured (:func:`.meshdata.surfaceDeviation`: every vertex, and the middle of every triangle the repair
     made). Otherwise it is done again with twice the triangles; when no attempt is kept, the input itself is
     repaired and returned undecimated, and the info says why.
 
@@ -622,8 +540,6 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
     :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated", "method", "deviation",
         "rejected"}, repair log of the result).
     """
-    from .validate import surfaceDeviation
-
     method = method or simplificationMethod()
     info = {"requestedTriangles": int(targetTriangles), "triangles": polyData.GetNumberOfPolys(), "attempts": 0,
             "decimated": False, "method": None, "deviation": None, "rejected": []}

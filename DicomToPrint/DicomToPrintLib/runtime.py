@@ -16,6 +16,9 @@ from contextlib import contextmanager
 import slicer
 import vtk
 
+#: DicomToPrint's version: the one place it is written (pyproject.toml reads it from here).
+__version__ = "0.3.0"
+
 logger = logging.getLogger("DicomToPrint")
 
 
@@ -60,7 +63,6 @@ def softwareVersions() -> dict:
     import pydicom
     import SimpleITK
 
-    from .logic import __version__
     return {
         "dicomtoprint": __version__,
         "slicer": slicerVersion(),

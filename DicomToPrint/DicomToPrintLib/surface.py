@@ -25,8 +25,8 @@ import vtk
 from vtk.util import numpy_support
 
 from . import levels, segment
+from .meshdata import pointNormals, pointsArray, polyDataFromArrays, signedVolume, trianglesArray
 from .runtime import checkChoice, checkpoint
-from .validate import pointNormals, pointsArray, polyDataFromArrays, signedVolume, trianglesArray
 
 FLYING_EDGES = "FLYING_EDGES"
 SURFACE_NETS = "SURFACE_NETS"

@@ -6,7 +6,7 @@ import unittest
 import numpy as np
 import vtk
 
-from DicomToPrintLib import mesh, validate
+from DicomToPrintLib import mesh, meshdata, validate
 
 
 def sphere(radius=10.0, center=(0.0, 0.0, 0.0), resolution=64) -> vtk.vtkPolyData:
@@ -55,13 +55,13 @@ class DicomToPrintMeshTest(unittest.TestCase):
 
     def test_openAndNonManifoldEdgesAreCounted(self):
         s = sphere(resolution=16)
-        triangles, points = validate.trianglesArray(s), validate.pointsArray(s)
-        opened = validate.polyDataFromArrays(points, triangles[1:])
+        triangles, points = meshdata.trianglesArray(s), meshdata.pointsArray(s)
+        opened = meshdata.polyDataFromArrays(points, triangles[1:])
         stats = validate.meshStatistics(opened)
         self.assertEqual((stats.boundaryEdges, stats.nonManifoldEdges, stats.watertight), (3, 0, False))
         # a fin: a third triangle on an edge makes that edge non-manifold
         a, b = triangles[0][0], triangles[0][1]
-        fin = validate.polyDataFromArrays(np.vstack([points, [[50.0, 50.0, 50.0]]]),
+        fin = meshdata.polyDataFromArrays(np.vstack([points, [[50.0, 50.0, 50.0]]]),
                                           np.vstack([triangles, [[a, b, len(points)]]]))
         stats = validate.meshStatistics(fin)
         self.assertEqual((stats.boundaryEdges, stats.nonManifoldEdges, stats.watertight), (2, 1, False))
@@ -81,7 +81,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
                               (append(sphere(10.0), sphere(6.0)), 1)):
             repaired, flipped = mesh.orientShells(broken)
             self.assertEqual(flipped, flips)
-            self.assertAlmostEqual(validate.signedVolume(repaired), expected, delta=1e-6 * expected)
+            self.assertAlmostEqual(meshdata.signedVolume(repaired), expected, delta=1e-6 * expected)
             report = validate.validateMesh(repaired, computeWallThickness=False)
             self.assertEqual((report.asDict()["orientation"], report.statistics.parts), ("outward", 1))
             self.assertEqual(validate.validateMesh(broken, computeWallThickness=False).asDict()["orientation"],
@@ -96,43 +96,43 @@ class DicomToPrintMeshTest(unittest.TestCase):
 
     def test_duplicateTrianglesAreRemoved(self):
         s = sphere(resolution=16)
-        triangles, points = validate.trianglesArray(s), validate.pointsArray(s)
+        triangles, points = meshdata.trianglesArray(s), meshdata.pointsArray(s)
         # a repeat facing the same way, and a fin (the same triangle facing the other way) elsewhere
-        doubled = validate.polyDataFromArrays(points, np.vstack([triangles, triangles[:1], triangles[5:6, ::-1]]))
+        doubled = meshdata.polyDataFromArrays(points, np.vstack([triangles, triangles[:1], triangles[5:6, ::-1]]))
         self.assertFalse(mesh.isClosedManifold(doubled))
         repaired, log = mesh.repair(doubled, final=True)
         self.assertEqual(log.duplicateTriangles, 3)
         self.assertTrue(mesh.isClosedManifold(repaired))
-        volume = validate.signedVolume(s)
-        self.assertLess(abs(validate.signedVolume(repaired) - volume), 0.02 * volume)
+        volume = meshdata.signedVolume(s)
+        self.assertLess(abs(meshdata.signedVolume(repaired) - volume), 0.02 * volume)
 
     def test_pinchedVertexIsSplitApart(self):
         # two tetrahedra touching at one corner: every edge is fine, the shared corner is not
         points = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0], [0, -1, 0], [0, 0, -1]], float)
         tetra = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
         other = np.array([[0, 4, 5], [0, 6, 4], [0, 5, 6], [4, 6, 5]])
-        pinched = validate.polyDataFromArrays(points, np.vstack([tetra, other]))
+        pinched = meshdata.polyDataFromArrays(points, np.vstack([tetra, other]))
         self.assertTrue(mesh.isClosedManifold(pinched))
         self.assertEqual(mesh.nonManifoldVertexCount(pinched), 1)
         split, count = mesh.splitNonManifoldVertices(pinched)
         self.assertEqual((count, split.GetNumberOfPoints(), mesh.nonManifoldVertexCount(split)), (1, 8, 0))
         # the copy moved a micrometre into its own tetrahedron, so an STL keeps them apart
-        distance = np.linalg.norm(validate.pointsArray(split)[7])
+        distance = np.linalg.norm(meshdata.pointsArray(split)[7])
         self.assertAlmostEqual(distance, 1e-3, delta=1e-9)
 
     def test_selfIntersectionsAreFoundAndRemoved(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
-        pairs = validate.selfIntersections(overlapping)
+        pairs = meshdata.selfIntersections(overlapping)
         self.assertGreater(len(pairs), 0)
         # every reported pair has one triangle of each sphere
         firstSphere = overlapping.GetNumberOfPolys() // 2
         self.assertTrue(np.all((pairs[:, 0] < firstSphere) != (pairs[:, 1] < firstSphere)))
-        self.assertEqual(len(validate.selfIntersections(sphere(10.0, resolution=48))), 0)
+        self.assertEqual(len(meshdata.selfIntersections(sphere(10.0, resolution=48))), 0)
         repaired, log = mesh.repair(overlapping, final=True)
         self.assertEqual(log.selfIntersections >= len(pairs), True)
         self.assertEqual(log.defectsLeft, 0)
         self.assertTrue(mesh.isPrintable(repaired, log))
-        self.assertEqual(len(validate.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
+        self.assertEqual(len(meshdata.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
         # the rounds are bounded: with none allowed, the crossings are left and counted
         kept, log = mesh.repair(overlapping, final=True, maximumRounds=0)
         self.assertEqual((log.rounds, log.defectsLeft), (0, len(np.unique(pairs))))
@@ -143,19 +143,19 @@ class DicomToPrintMeshTest(unittest.TestCase):
         # collapses leave triangles of one side cutting through the other
         def ellipsoid(radii):
             unit = sphere(1.0, resolution=160)
-            return validate.polyDataFromArrays(validate.pointsArray(unit) * radii, validate.trianglesArray(unit))
+            return meshdata.polyDataFromArrays(meshdata.pointsArray(unit) * radii, meshdata.trianglesArray(unit))
 
         wall = mesh.cleanMesh(append(ellipsoid([10.0, 6.0, 2.0]), reversed_(ellipsoid([9.9, 5.9, 1.9]))))
         simplified = mesh.simplify(wall, 800)
-        pairs = validate.selfIntersections(simplified)
+        pairs = meshdata.selfIntersections(simplified)
         self.assertEqual(len(pairs), 29)
         # refining the crossing triangles back onto the surface they came from, each corner on its own side of
         # the wall, mends them in one round and keeps the mesh on the surface
         repaired, log = mesh.repair(simplified, final=True, reference=mesh.ReferenceSurface(wall))
         self.assertTrue(mesh.isPrintable(repaired, log))
-        self.assertEqual((log.refined, log.rounds, len(validate.selfIntersections(repaired))), (1, 1, 0))
+        self.assertEqual((log.refined, log.rounds, len(meshdata.selfIntersections(repaired))), (1, 1, 0))
         self.assertEqual(validate.meshStatistics(repaired).shells, 2)
-        self.assertLess(validate.surfaceDeviation(repaired, wall)["maximumMm"], 0.06)
+        self.assertLess(meshdata.surfaceDeviation(repaired, wall)["maximumMm"], 0.06)
         # cutting out and re-filling alone does not get there within the rounds allowed
         _, log = mesh.repair(simplified, final=True)
         self.assertGreater(log.defectsLeft, 0)
@@ -175,17 +175,17 @@ class DicomToPrintMeshTest(unittest.TestCase):
 
     def test_recheckOnlyWhatTheRepairMade(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
-        pairs = validate.selfIntersections(overlapping)
+        pairs = meshdata.selfIntersections(overlapping)
         # asked about some triangles only: exactly the crossing pairs that involve one of them
         involving = np.zeros(overlapping.GetNumberOfPolys(), bool)
         involving[pairs[::3, 0]] = True
         expected = pairs[involving[pairs[:, 0]] | involving[pairs[:, 1]]]
-        self.assertEqual(validate.selfIntersections(overlapping, involving=involving).tolist(), expected.tolist())
-        self.assertEqual(len(validate.selfIntersections(overlapping, involving=np.zeros_like(involving))), 0)
+        self.assertEqual(meshdata.selfIntersections(overlapping, involving=involving).tolist(), expected.tolist())
+        self.assertEqual(len(meshdata.selfIntersections(overlapping, involving=np.zeros_like(involving))), 0)
         # the triangles a repair made: three removed from a sphere and the hole filled
         s = sphere(resolution=32)
-        opened = validate.polyDataFromArrays(validate.pointsArray(s),
-                                             np.delete(validate.trianglesArray(s), [100, 101, 102], axis=0))
+        opened = meshdata.polyDataFromArrays(meshdata.pointsArray(s),
+                                             np.delete(meshdata.trianglesArray(s), [100, 101, 102], axis=0))
         closed, _ = mesh.closeDefects(opened)
         made, cut = mesh.newTriangles(opened, closed), mesh.newTriangles(closed, opened)
         # the repair cut out the hole's rim (more than the 3 missing triangles) and filled the larger hole
@@ -196,15 +196,15 @@ class DicomToPrintMeshTest(unittest.TestCase):
 
     def test_closeDefectsClosesAHole(self):
         s = sphere(resolution=32)
-        triangles, points = validate.trianglesArray(s), validate.pointsArray(s)
-        opened = validate.polyDataFromArrays(points, np.delete(triangles, [100, 101, 102], axis=0))
+        triangles, points = meshdata.trianglesArray(s), meshdata.pointsArray(s)
+        opened = meshdata.polyDataFromArrays(points, np.delete(triangles, [100, 101, 102], axis=0))
         self.assertFalse(mesh.isClosedManifold(opened))
         closed, found = mesh.closeDefects(opened)
         self.assertTrue(mesh.isClosedManifold(closed))
         self.assertGreater(found, 0)
         repaired, _ = mesh.orientShells(closed)
-        self.assertAlmostEqual(validate.signedVolume(repaired), validate.signedVolume(s),
-                               delta=0.01 * validate.signedVolume(s))
+        self.assertAlmostEqual(meshdata.signedVolume(repaired), meshdata.signedVolume(s),
+                               delta=0.01 * meshdata.signedVolume(s))
 
     def test_decimationKeepsTheSolidClosedAndInPlace(self):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=200), reversed_(sphere(6.0, resolution=200))))
@@ -218,7 +218,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
             self.assertEqual((after.shells, after.parts), (2, 1))
             self.assertLess(abs(after.volumeMm3 - before.volumeMm3) / before.volumeMm3, 0.002)
             # every vertex still lies on one of the two spheres (within 0.05 mm), and the report says so
-            points = validate.pointsArray(decimated)
+            points = meshdata.pointsArray(decimated)
             radius = np.linalg.norm(points, axis=1)
             self.assertLess(np.minimum(np.abs(radius - 10.0), np.abs(radius - 6.0)).max(), 0.05)
             self.assertLess(info["deviation"]["maximumMm"], 0.05)

@@ -18,7 +18,7 @@ from DicomToPrintLib import (
     sampledata,
     segment,
 )
-from DicomToPrintLib.validate import pointsArray
+from DicomToPrintLib.meshdata import pointsArray
 
 # The midpoint between tissue (40 HU) and bone (1000 HU): where the partial-volume boundary is.
 MIDPOINT = 520.0

@@ -11,7 +11,7 @@ import numpy as np
 
 import DicomToPrintTesting as testing
 from DicomToPrintLib import export, sampledata
-from DicomToPrintLib.validate import pointsArray
+from DicomToPrintLib.meshdata import pointsArray
 
 
 def exactVolume(name: str) -> float:

@@ -10,7 +10,7 @@ import slicer
 
 import DicomToPrintTesting as testing
 from DicomToPrintLib import DicomToPrintLogic, dicom, export
-from DicomToPrintLib.validate import pointsArray
+from DicomToPrintLib.meshdata import pointsArray
 
 SKULL = "ct_skull_phantom_philips"
 # Behind the skull (LPS y beyond 200 mm) the CT shows only the head holder, a separate curved island.

@@ -13,7 +13,7 @@ import numpy as np
 import vtk
 
 from DicomToPrintLib import cli, sampledata
-from DicomToPrintLib.validate import pointsArray, trianglesArray
+from DicomToPrintLib.meshdata import pointsArray, trianglesArray
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = None
