@@ -342,8 +342,8 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
 
     # The partial-volume zone is within a voxel of the boundary; beyond it a voxel is one material (inside also
     # where it is less dense, as cancellous bone is). The levels are needed only in that band.
+    del distance, distanceImage  # before the fraction map is made: the two are the largest arrays here
     fraction = inside.astype(np.float32)
-    del distance, distanceImage
     near = np.nonzero(_boundaryBand(inside))
     # The levels vary over centimetres: average them on a grid of voxels binned to at most sigma / 2 (the bin's
     # own blur is a small part of sigma), which is up to 8 times less work, and interpolate into the band.

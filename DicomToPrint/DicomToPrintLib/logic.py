@@ -702,19 +702,22 @@ class DicomToPrintLogic:
     def _cleanSegment(self, editor, segmentationNode, segmentId, parameters: DicomToPrintParameters,
                       threshold: dict | None = None) -> dict:
         """Islands, cavities, smoothing and (labelmap route) hollowing of one segment; returns the islands and
-        cavities counts."""
-        islands = editor.islands(segmentId, parameters.islandsOperation,
-                                 minimumSizeMm3=parameters.islandsMinimumSizeMm3)
-        segment.requireNonEmpty(segmentationNode, segmentId, "removing islands smaller than "
-                                f"{parameters.islandsMinimumSizeMm3:g} mm^3")
+        cavities counts.
+
+        :raises DicomToPrintError: when a step leaves the segment empty."""
+        threshold = threshold or {}
+        fill = None
         if parameters.fillCavities:
-            threshold = threshold or {}
-            levelsFound = threshold.get("levels", {})
-            islands["cavities"] = editor.fillCavities(
-                segmentId, everything=threshold.get("structure") == "Skin", outsideLevel=levelsFound.get("lowerLevel"),
-                tolerance=threshold.get("cavityTolerance"))
-        editor.smoothing(segmentId, parameters.smoothingMethod, parameters.kernelSizeMm,
-                         parameters.gaussianStandardDeviationMm, parameters.jointTaubinSmoothingFactor)
+            fill = {"everything": threshold.get("structure") == "Skin",
+                    "outsideLevel": threshold.get("levels", {}).get("lowerLevel"),
+                    "tolerance": threshold.get("cavityTolerance")}
+        # the median of a labelmap of zeros and ones is counted in the same pass; other smoothing is its effect's
+        median = parameters.smoothingMethod == segment.MEDIAN
+        islands = editor.clean(segmentId, parameters.islandsOperation, parameters.islandsMinimumSizeMm3, fill,
+                               parameters.kernelSizeMm if median else None)
+        if not median:
+            editor.smoothing(segmentId, parameters.smoothingMethod, parameters.kernelSizeMm,
+                             parameters.gaussianStandardDeviationMm, parameters.jointTaubinSmoothingFactor)
         if parameters.hollowWallMm > 0 and parameters.surfacePlacement == surface.LABELMAP:
             editor.hollow(segmentId, parameters.hollowMode, parameters.hollowWallMm)
         islands["voxels"] = segment.requireNonEmpty(segmentationNode, segmentId, "smoothing")

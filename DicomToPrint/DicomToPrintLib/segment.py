@@ -289,12 +289,11 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
         denserThan = surrounding if outsideLevel is None else outsideLevel
         # the denser voxels within reach (a box on the coarse grid, looked up for those voxels only) ...
         dense = values > denserThan + tolerance
-        dense &= ~inside
         reach = _dilateWithin(coarse, None, [max(1, int(np.ceil(reachMm / (2.0 * s)))) for s in reversed(spacing)])
-        k, j, i = np.nonzero(dense)
-        far = ~reach[k // 2, j // 2, i // 2]
-        dense[k[far], j[far], i[far]] = False
-        del k, j, i, far, reach
+        nj, ni = inside.shape[1:]
+        for k in range(len(dense)):  # slice by slice: no full-size temporary
+            dense[k] &= reach[k // 2].repeat(2, axis=0)[:nj].repeat(2, axis=1)[:, :ni]
+        del reach
         dense |= inside
         checkpoint()
         # ... joined to the object through such voxels (face-connected, as islands are)
@@ -307,24 +306,39 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
     cavities = filled = 0
     add = grown & ~inside
     if holes.any():
-        box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(holes))
+        box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in (
+            np.flatnonzero(holes.any(axis=(1, 2))), np.flatnonzero(holes.any(axis=(0, 2))),
+            np.flatnonzero(holes.any(axis=(0, 1)))))
         labeller = sitk.ConnectedComponentImageFilter()
         labeller.SetFullyConnected(True)
         labelImage = execute(labeller, _image(holes[box]))
         labels = sitk.GetArrayViewFromImage(labelImage)
         cavities = int(labels.max())
         fill = np.ones(cavities + 1, bool)
-        if values is not None:
-            voxels = np.bincount(labels.ravel(), minlength=cavities + 1)
-            means = np.bincount(labels.ravel(), weights=values[box].ravel().astype(np.float64),
-                                minlength=cavities + 1) / np.maximum(voxels, 1)
+        if values is not None:  # each cavity's mean, over the cavities' voxels only
+            inCavity = labels != 0
+            which = labels[inCavity]
+            voxels = np.bincount(which, minlength=cavities + 1)
+            means = np.bincount(which, weights=values[box][inCavity], minlength=cavities + 1) / np.maximum(voxels, 1)
+            del inCavity, which
             fill = np.abs(means - surrounding) > tolerance
         fill[0] = False
         filled = int(np.count_nonzero(fill))
         add[box] |= fill[labels]
+        del labels, labelImage
+    del holes
     # what joined on the outside (the partial-volume rim, which the surface's placement ignores) is not "filled"
-    rim = add & _dilateWithin(~(inside | add), None, (1, 1, 1))
-    return add, {"cavities": cavities, "filled": filled, "voxelsFilled": int(np.count_nonzero(add & ~rim))}
+    outside = ~(inside | add)
+    rim = np.zeros_like(add)
+    for axis in range(3):
+        lower, upper = [slice(None)] * 3, [slice(None)] * 3
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        rim[tuple(lower)] |= outside[tuple(upper)]
+        rim[tuple(upper)] |= outside[tuple(lower)]
+    del outside
+    rim &= add
+    return add, {"cavities": cavities, "filled": filled,
+                 "voxelsFilled": int(np.count_nonzero(add)) - int(np.count_nonzero(rim))}
 
 
 def _boxSum(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -546,40 +560,76 @@ class SegmentEditor:
         :param outsideLevel: what joining voxels must be denser than (see :func:`cavitiesToFill`).
         :param tolerance: what counts as denser, and as the same as what surrounds the segment.
         :param reachMm: how far from the segment denser voxels join it.
-        :return: counts: cavities found, cavities filled, voxels added.
+        :return: counts: cavities found, cavities filled, voxels added, and their volume.
+        """
+        return self.clean(segmentId, None, fill={"everything": everything, "outsideLevel": outsideLevel,
+                                                 "tolerance": tolerance, "reachMm": reachMm})["cavities"]
+
+    def clean(self, segmentId: str, islandsOperation: str | None = None, minimumSizeMm3: float = 0.0,
+              fill: dict | None = None, medianKernelMm: float | None = None) -> dict:
+        """Islands (:meth:`islands`), cavities (:meth:`fillCavities`) and a median smoothing (:meth:`smoothing`)
+        as one modification of the segment: each step on the array the step before gave, so the labelmap is the
+        three one after another give, with the segment editor's copies of the labelmap made once, not three
+        times (on 512 x 512 x 300, a second and a half and 300 MB less).
+
+        :param islandsOperation: KEEP_LARGEST_ISLAND, REMOVE_SMALL_ISLANDS, or None/NONE to skip.
+        :param minimumSizeMm3: islands smaller than this are removed.
+        :param fill: the keyword arguments of :meth:`fillCavities`, or None to skip.
+        :param medianKernelMm: the median's kernel, or None to skip.
+        :return: {"islands", "kept", "minimumSizeVoxels", "cavities"} (None where skipped).
+        :raises DicomToPrintError: when removing islands leaves the segment empty.
         """
         labelmap = self._selectedSegmentLabelmap(segmentId)
-        extent = list(labelmap.GetExtent())
+        result = {"islands": None, "kept": None, "minimumSizeVoxels": None, "cavities": None}
+        extent, spacing, dims = labelmap.GetExtent(), labelmap.GetSpacing(), labelmap.GetDimensions()
         if extent[1] < extent[0]:
-            return {"cavities": 0, "filled": 0, "voxelsFilled": 0, "volumeFilledCm3": 0.0}
-        # the box of the segment, widened by the reach of the growth and clipped to the volume
-        volumeExtent = self.sourceVolumeNode.GetImageData().GetExtent()
-        spacing = labelmap.GetSpacing()
-        margin = [0 if everything else int(np.ceil(reachMm / s)) + 1 for s in spacing]
-        box = []
-        for axis in range(3):
-            box += [max(extent[2 * axis] - margin[axis], volumeExtent[2 * axis]),
-                    min(extent[2 * axis + 1] + margin[axis], volumeExtent[2 * axis + 1])]
-        dims = labelmap.GetDimensions()
-        voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1])
-        inside = np.zeros((box[5] - box[4] + 1, box[3] - box[2] + 1, box[1] - box[0] + 1), bool)
-        inside[extent[4] - box[4]:extent[5] - box[4] + 1, extent[2] - box[2]:extent[3] - box[2] + 1,
-               extent[0] - box[0]:extent[1] - box[0] + 1] = (
-            voxels == self.segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue())
-        values = None
-        if not everything:
-            values = volumeArray(self.sourceVolumeNode)[box[4]:box[5] + 1, box[2]:box[3] + 1, box[0]:box[1] + 1]
-        add, counts = cavitiesToFill(inside, values, outsideLevel, tolerance, sliceWise=everything,
-                                     spacing=spacing, reachMm=reachMm)
-        counts["volumeFilledCm3"] = round(counts["voxelsFilled"] * float(np.prod(spacing)) / 1000.0, 3)
-        if add.any():
-            add &= ~self._otherSegments(segmentId, box)  # another structure's voxels stay its own
-            result = vtk.vtkImageData()
-            result.SetExtent(box)
-            result.GetPointData().SetScalars(numpy_support.numpy_to_vtk(
-                (add | inside).ravel().view(np.uint8), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
-            self._modify(segmentId, self._orientedCopy(result, labelmap))
-        return counts
+            return result
+        # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
+        inside = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+        changed = False
+        if islandsOperation not in (None, ISLANDS_NONE):
+            minimumSize = int(math.ceil(minimumSizeMm3 / float(np.prod(spacing)) - 1e-9))
+            inside, found, kept = islandsMask(inside, islandsOperation, minimumSize)
+            result.update(islands=int(found), kept=int(kept), minimumSizeVoxels=minimumSize)
+            if not inside.any():
+                name = self.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+                raise DicomToPrintError(f"Segment '{name}' is empty after removing islands smaller than "
+                                        f"{minimumSizeMm3:g} mm^3")
+            changed = True
+        if fill is not None:
+            everything = fill.get("everything", False)
+            volumeExtent = self.sourceVolumeNode.GetImageData().GetExtent()
+            if tuple(volumeExtent) != tuple(extent):
+                raise RuntimeError("The segment's labelmap and the source volume do not share their grid")
+            values = None if everything else volumeArray(self.sourceVolumeNode)
+            add, counts = cavitiesToFill(inside, values, fill.get("outsideLevel"), fill.get("tolerance"),
+                                         sliceWise=everything, spacing=spacing, reachMm=fill.get("reachMm", 3.0))
+            counts["volumeFilledCm3"] = round(counts["voxelsFilled"] * float(np.prod(spacing)) / 1000.0, 3)
+            if add.any():
+                add &= ~self._otherSegments(segmentId, extent)  # another structure's voxels stay its own
+                inside |= add
+                changed = True
+            del add
+            result["cavities"] = counts
+        if medianKernelMm is not None:
+            if medianKernelMm <= 0:
+                raise ValueError(f"Kernel size must be positive (got {medianKernelMm} mm)")
+            inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
+            changed = True
+        if changed:
+            image = vtk.vtkImageData()
+            image.SetExtent(extent)
+            # a copy: Slicer may keep the image in the segment, and memory numpy frees would then be read
+            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(inside.ravel().view(np.uint8), deep=True,
+                                                                       array_type=vtk.VTK_UNSIGNED_CHAR))
+            del inside
+            modified = slicer.vtkOrientedImageData()
+            modified.ShallowCopy(image)
+            matrix = vtk.vtkMatrix4x4()
+            labelmap.GetImageToWorldMatrix(matrix)
+            modified.SetGeometryFromImageToWorldMatrix(matrix)
+            self._modify(segmentId, modified)
+        return result
 
     def smoothing(self, segmentId: str, smoothingMethod: str = MEDIAN, kernelSizeMm: float = 3.0,
                   gaussianStandardDeviationMm: float = 3.0, jointTaubinSmoothingFactor: float = 0.5) -> None:

@@ -1184,6 +1184,15 @@ class SlicerEnvironment:
         """File > Close Scene."""
         self.scene.Clear(0)
 
+    def removeParameterNode(self):
+        """A freshly started Slicer: no parameter node of the module yet. Closing the scene keeps the singleton
+        parameter node, and Slicer 5.10's wrapper never removes the observer it adds to it (fixed in 5.12), so one
+        test's widget would leave it an observer calling into a widget that is gone; in the application there is
+        one widget per session."""
+        node = self.scene.GetSingletonNode("DicomToPrint", "vtkMRMLScriptedModuleNode")
+        if node is not None:
+            self.scene.RemoveNode(node)
+
 
 @contextlib.contextmanager
 def noErrors(testCase):

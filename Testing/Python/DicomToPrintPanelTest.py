@@ -59,6 +59,7 @@ class PanelTests:
     def setUp(self):
         del harness.ERRORS[:]
         self.env.closeScene()
+        self.env.removeParameterNode()
         self.widget = self.env.createWidget()
         self.env.enter(self.widget)
         self.ui, self.node = self.widget.ui, self.widget._parameterNode
