@@ -35,14 +35,15 @@ from .runtime import DicomToPrintError, checkpoint, execute
 
 def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Volume of {u in [0,1]^3 : m . u < c}, for rows of m (N, 3) and c (N,): the fraction of a voxel on the
-    inside of a plane, by inclusion-exclusion over the cube's corners."""
+    inside of a plane, by inclusion-exclusion over the cube's corners. ``c`` may also be (K, N): K offsets of
+    each plane at once, the slopes' share of the work done once."""
     c = c - np.where(m < 0, m, 0.0).sum(axis=1)  # mirror axes so that every m_i >= 0
     m = np.abs(m)
     # A row of zeros is no plane (a zero gradient, a vertex whose triangles cancel out): the voxel is then wholly
     # on the side c says, never NaN. An axis parallel to the plane is tilted negligibly.
     flat = m.max(axis=1) <= 0.0
     m = np.maximum(m, 1e-4 * np.where(flat, 1.0, m.max(axis=1))[:, None])
-    total = np.zeros(len(c))
+    total = np.zeros(np.shape(c))
     for corner in np.ndindex(2, 2, 2):
         sign = -1.0 if sum(corner) % 2 else 1.0
         total += sign * np.maximum(c - m @ np.array(corner, float), 0.0) ** 3

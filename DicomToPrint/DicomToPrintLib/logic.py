@@ -439,12 +439,14 @@ class DicomToPrintLogic:
             info = {"placement": surface.LABELMAP, "conversionMethod": parameters.conversionMethod,
                     "description": "Slicer's binary labelmap to closed surface conversion"}
         info["smoothingFactor"] = parameters.smoothingFactor
-        polyData, log = mesh.repair(polyData, parameters.minimumShellVolumeMm3)
-        # the surface holds what the Islands step kept, and no crumb of what it removed
-        if parameters.islandsOperation != segment.ISLANDS_NONE:
-            polyData, info["partsRemoved"] = mesh.keepParts(
+        # the surface holds what the Islands step kept, and no crumb of what it removed (crumbs and parts go in
+        # one labelling of the shells)
+        keeping = parameters.islandsOperation != segment.ISLANDS_NONE
+        polyData, log = mesh.repair(polyData, 0.0 if keeping else parameters.minimumShellVolumeMm3)
+        if keeping:
+            polyData, info["partsRemoved"], log.smallShellsRemoved = mesh.keepParts(
                 polyData, parameters.islandsOperation == segment.KEEP_LARGEST_ISLAND,
-                parameters.islandsMinimumSizeMm3)
+                parameters.islandsMinimumSizeMm3, parameters.minimumShellVolumeMm3)
         return polyData, info, log
 
     def decimate(self, polyData, parameters: DicomToPrintParameters):

@@ -121,8 +121,10 @@ def removeSmallShells(polyData, minimumVolumeMm3: float) -> tuple[vtk.vtkPolyDat
     :param minimumVolumeMm3: shells enclosing less are removed; 0 keeps everything.
     :return: (mesh, shells removed).
     """
+    if minimumVolumeMm3 <= 0:
+        return polyData, 0
     labelled, labels, shells = labelShells(polyData)
-    if shells <= 1 or minimumVolumeMm3 <= 0:
+    if shells <= 1:
         return polyData, 0
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
     shellVolumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
@@ -571,7 +573,8 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
     return polyData, info, log
 
 
-def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0) -> tuple[vtk.vtkPolyData, int]:
+def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
+              minimumShellVolumeMm3: float = 0.0) -> tuple[vtk.vtkPolyData, int, int]:
     """Keep the largest part (or the parts of at least ``minimumVolumeMm3``) with the cavities inside them.
 
     A part is a shell enclosing material, counted with the cavities it seals; a shell inside a cavity is a part
@@ -579,13 +582,17 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0)
     removed, at a distance of a voxel: this makes the model hold what the Islands step kept, and no more.
 
     :param polyData: closed triangle mesh.
-    :return: (mesh, parts removed).
+    :param minimumShellVolumeMm3: shells enclosing less are dropped first, as :func:`removeSmallShells` does (one
+        labelling of the shells for both).
+    :return: (mesh, parts removed, small shells removed).
     """
     labelled, labels, shells = labelShells(polyData)
     if shells <= 1:
-        return polyData, 0
+        return polyData, 0, 0
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
     volumes = np.abs(np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells))
+    crumbs = volumes < minimumShellVolumeMm3
+    volumes[crumbs] = 0.0  # not a container of anything, and dropped below
     # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it
     probes = vtk.vtkPoints()
     firstTriangle = np.zeros(shells, np.int64)
@@ -620,11 +627,11 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0)
         keptParts = {int(outer[np.argmax(volumes[outer])])}
     else:
         keptParts = {int(s) for s in outer if volumes[s] >= minimumVolumeMm3}
-    keep = np.isin(part, list(keptParts))
+    keep = np.isin(part, list(keptParts)) & ~crumbs
     if keep.all():
-        return polyData, 0
-    removed = int(np.count_nonzero(~keep[outer]))
-    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), removed
+        return polyData, 0, 0
+    removed = int(np.count_nonzero(~keep[outer] & ~crumbs[outer]))
+    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), removed, int(np.count_nonzero(crumbs))
 
 
 def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tuple[list, dict]:

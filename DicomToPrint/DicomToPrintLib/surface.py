@@ -156,14 +156,17 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     measured = fraction.fraction
     base = np.clip(np.floor(ijk).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
     weight = ijk - base
+    corners = np.array(list(np.ndindex(2, 2, 2)))
+    # each of the 8 voxels' centre from the tangent plane, along the normal; the plane's fraction of each voxel
+    offset = base - ijk
+    centreDistance = np.einsum("nk,cnk->cn", slope, offset[None, :, :] + corners[:, None, :])
+    meshFraction = levels.boxPlaneFraction(slope, 0.5 * slope.sum(axis=1)[None, :] - centreDistance)
+    checkpoint()
     residual = np.zeros(len(points))
-    for corner in np.ndindex(2, 2, 2):
-        checkpoint()
-        voxel = base + np.array(corner)
+    for index, corner in enumerate(corners):
+        voxel = base + corner
         w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
-        centreDistance = ((voxel - ijk) * slope).sum(axis=1)  # voxel centre from the tangent plane, along n
-        meshFraction = levels.boxPlaneFraction(slope, 0.5 * slope.sum(axis=1) - centreDistance)
-        residual += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction)
+        residual += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction[index])
     # depth of a voxel along the normal: its volume over the area of the surface it contains
     depth = 1.0 / np.maximum((np.abs(normals @ directions) / spacing).sum(axis=1), 1e-9)
     return polyDataFromArrays(points + (residual * depth)[:, None] * normals, triangles)

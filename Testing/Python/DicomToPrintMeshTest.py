@@ -165,13 +165,16 @@ class DicomToPrintMeshTest(unittest.TestCase):
         # its cavity; remove-small keeps what is at least as large as asked
         model = append(sphere(10.0), reversed_(sphere(6.0)), sphere(2.0, center=(0, 0, 0), resolution=16),
                        sphere(1.5, center=(20, 0, 0), resolution=16))
-        kept, removed = mesh.keepParts(model)
+        kept, removed, crumbs = mesh.keepParts(model)
         stats = validate.meshStatistics(kept)
-        self.assertEqual((removed, stats.shells, stats.parts), (2, 2, 1))
+        self.assertEqual((removed, crumbs, stats.shells, stats.parts), (2, 0, 2, 1))
         expected = massPropertiesVolume(sphere(10.0)) - massPropertiesVolume(sphere(6.0))
         self.assertAlmostEqual(stats.volumeMm3, expected, delta=1e-6 * expected)
-        kept, removed = mesh.keepParts(model, keepLargest=False, minimumVolumeMm3=20.0)
-        self.assertEqual((removed, validate.meshStatistics(kept).shells), (1, 3))  # the 1.5 mm crumb goes
+        kept, removed, crumbs = mesh.keepParts(model, keepLargest=False, minimumVolumeMm3=20.0)
+        self.assertEqual((removed, crumbs, validate.meshStatistics(kept).shells), (1, 0, 3))  # the 1.5 mm one goes
+        # shells under a volume are crumbs, dropped in the same labelling (the 1.5 mm sphere holds 14 mm^3)
+        kept, removed, crumbs = mesh.keepParts(model, keepLargest=False, minimumShellVolumeMm3=20.0)
+        self.assertEqual((removed, crumbs, validate.meshStatistics(kept).shells), (0, 1, 3))
 
     def test_recheckOnlyWhatTheRepairMade(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
