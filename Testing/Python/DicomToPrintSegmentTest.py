@@ -151,6 +151,30 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         np.testing.assert_array_equal(segment.binaryMedian(tall, (3, 3, 5))[:, :64, :64][:, :62, :62],
                                       whole[:, :62, :62])
 
+    def test_islandsCavitiesAndMedianInOneModificationEqualTheEffectsInTurn(self):
+        volume, segmentation = self.load("islands")
+        fill = {"outsideLevel": 40.0, "tolerance": 100.0}
+        results = []
+        for inOne in (False, True):
+            with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+                segmentId = editor.addSegment("Bone")
+                editor.threshold(segmentId, 520, 3071)
+                if inOne:
+                    counts = editor.clean(segmentId, segment.KEEP_LARGEST_ISLAND, 100.0, fill, 1.0)
+                else:
+                    counts = editor.islands(segmentId, segment.KEEP_LARGEST_ISLAND, minimumSizeMm3=100.0)
+                    counts["cavities"] = editor.fillCavities(segmentId, **fill)
+                    editor.smoothing(segmentId, segment.MEDIAN, 1.0)
+            results.append((testing.segmentArray(segmentation, segmentId, volume), counts))
+            segmentation.GetSegmentation().RemoveSegment(segmentId)
+        (inTurn, countsInTurn), (inOne, countsInOne) = results
+        np.testing.assert_array_equal(inOne, inTurn)
+        self.assertEqual(countsInOne, countsInTurn)
+        # each step did something: the specks went, the partial-volume rim joined (denser than the tissue), the
+        # cavity (tissue, like around the shell) was kept
+        self.assertEqual((countsInOne["islands"], countsInOne["kept"]), (3, 1))
+        self.assertEqual((countsInOne["cavities"]["cavities"], countsInOne["cavities"]["filled"]), (1, 0))
+
     def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
         volume, segmentation = self.load("islands")
         specks = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
