@@ -17,6 +17,7 @@ The geometry is always checked against the headers.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -230,7 +231,10 @@ def _readHeader(path: str):
     if not isPart10 and start[:2] not in (b"\x08\x00", b"\x02\x00"):
         return None, "non-DICOM files"
     try:
-        ds = pydicom.dcmread(path, defer_size=1024, force=not isPart10)
+        with warnings.catch_warnings():  # pydicom 2.4 warns about DICOMDIR files, which are skipped anyway
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = pydicom.dcmread(path, defer_size=1024, force=not isPart10)
         ds.get("Rows")  # parse the header now: a damaged header fails here
     except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError, EOFError,
             NotImplementedError) as error:
