@@ -120,7 +120,7 @@ def _convertParser() -> argparse.ArgumentParser:
                        help="the JSON report (default: beside the STL, same name with .json)")
     group.add_argument("--no-preview", action="store_true", help="do not write the PNG preview beside the STL")
     group.add_argument("--threads", type=int, metavar="N", default=os.cpu_count() or 1,
-                       help="threads for VTK, ITK and the decimation (default: one per core, here %(default)s); the "
+                       help="threads for VTK and ITK (default: one per core, here %(default)s); the "
                             "output does not depend on it")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     group.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
@@ -286,7 +286,7 @@ def _reproduce(argv) -> int:
     parser.add_argument("-o", "--output", metavar="OUT.stl", required=True, help="STL file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--threads", type=int, metavar="N", default=os.cpu_count() or 1,
-                        help="threads for VTK, ITK and the decimation (default: one per core)")
+                        help="threads for VTK and ITK (default: one per core)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     try:

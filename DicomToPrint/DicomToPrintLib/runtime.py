@@ -76,29 +76,16 @@ def softwareVersions() -> dict:
     }
 
 
-_threadCount: int | None = None
-
-
-def threadCount() -> int:
-    """Threads DicomToPrint's own parallel steps use: as set by :func:`setThreads`, else one per core."""
-    import os
-
-    return _threadCount or os.cpu_count() or 1
-
-
 def setThreads(count: int) -> None:
-    """Use ``count`` threads in VTK (its STDThread backend), ITK (SimpleITK's now; the ITK inside Slicer's
-    libraries reads ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when it first starts threads) and DicomToPrint's own
-    parallel steps (:func:`threadCount`). The output does not depend on it: the test suite compares the bytes
-    of STLs made with 1 and 2 threads."""
+    """Use ``count`` threads in VTK (its STDThread backend) and ITK (SimpleITK's now; the ITK inside Slicer's
+    libraries reads ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when it first starts threads). The output does not depend
+    on it: the test suite compares the bytes of STLs made with 1 and 2 threads."""
     import os
 
     import SimpleITK
 
-    global _threadCount
     if count < 1:
         raise ValueError(f"Thread count must be at least 1 (got {count})")
-    _threadCount = count
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(count)
     SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
     smp = vtk.vtkSMPTools()
@@ -330,22 +317,3 @@ def execute(itkFilter, *images):
     if stopped:
         raise stopped[0]
     return result
-
-
-def waitCancellable(futures) -> list:
-    """The results of ``futures`` (in order), calling :func:`checkpoint` while they run.
-
-    On a cancel the futures not yet started are dropped; running ones finish in the background.
-    """
-    from concurrent.futures import wait
-
-    pending = set(futures)
-    try:
-        while pending:
-            _, pending = wait(pending, timeout=CHECKPOINT_INTERVAL)
-            checkpoint()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
-    return [future.result() for future in futures]
