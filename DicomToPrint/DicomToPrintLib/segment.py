@@ -193,25 +193,27 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     return keep, found, kept
 
 
+def _faceNeighbours(mask: np.ndarray, axes=(0, 1, 2)) -> np.ndarray:
+    """Voxels with a face neighbour in ``mask`` along the given axes (k, j, i)."""
+    result = np.zeros_like(mask)
+    for axis in axes:
+        lower, upper = [slice(None)] * 3, [slice(None)] * 3
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        result[tuple(lower)] |= mask[tuple(upper)]
+        result[tuple(upper)] |= mask[tuple(lower)]
+    return result
+
+
 def _dilateWithin(grown: np.ndarray, allowed: np.ndarray | None, steps) -> np.ndarray:
     """Grow ``grown`` by face neighbours into ``allowed`` voxels (None: anywhere), ``steps`` (k, j, i) times along
     each axis."""
     grown = grown.copy()
     for step in range(max(steps)):
         checkpoint()
-        before = grown.copy()
-        for axis, count in enumerate(steps):
-            if step >= count:
-                continue
-            lower, upper = [slice(None)] * 3, [slice(None)] * 3
-            lower[axis], upper[axis] = slice(0, -1), slice(1, None)
-            lower, upper = tuple(lower), tuple(upper)
-            if allowed is None:
-                grown[lower] |= before[upper]
-                grown[upper] |= before[lower]
-            else:
-                grown[lower] |= before[upper] & allowed[lower]
-                grown[upper] |= before[lower] & allowed[upper]
+        near = _faceNeighbours(grown, [axis for axis, count in enumerate(steps) if step < count])
+        if allowed is not None:
+            near &= allowed
+        grown |= near
     return grown
 
 
@@ -328,15 +330,7 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
         del labels, labelImage
     del holes
     # what joined on the outside (the partial-volume rim, which the surface's placement ignores) is not "filled"
-    outside = ~(inside | add)
-    rim = np.zeros_like(add)
-    for axis in range(3):
-        lower, upper = [slice(None)] * 3, [slice(None)] * 3
-        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
-        rim[tuple(lower)] |= outside[tuple(upper)]
-        rim[tuple(upper)] |= outside[tuple(lower)]
-    del outside
-    rim &= add
+    rim = add & _faceNeighbours(~(inside | add))
     return add, {"cavities": cavities, "filled": filled,
                  "voxelsFilled": int(np.count_nonzero(add)) - int(np.count_nonzero(rim))}
 
