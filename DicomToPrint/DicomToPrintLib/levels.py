@@ -44,9 +44,16 @@ def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
     flat = m.max(axis=1) <= 0.0
     m = np.maximum(m, 1e-4 * np.where(flat, 1.0, m.max(axis=1))[:, None])
     total = np.zeros(np.shape(c))
-    for corner in np.ndindex(2, 2, 2):
-        sign = -1.0 if sum(corner) % 2 else 1.0
-        total += sign * np.maximum(c - m @ np.array(corner, float), 0.0) ** 3
+    part = np.empty(np.shape(c))
+    for corner in np.ndindex(2, 2, 2):  # in place, and cubes as products (pow is 3 times slower)
+        np.subtract(c, m @ np.array(corner, float), out=part)
+        np.maximum(part, 0.0, out=part)
+        cube = part * part
+        cube *= part
+        if sum(corner) % 2:
+            total -= cube
+        else:
+            total += cube
     return np.where(flat, (c > 0).astype(float), np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0))
 
 
@@ -236,12 +243,20 @@ def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink) -> tuple[np.ndarra
     kc, jc, ic = ring.shape[0] // fk, ring.shape[1] // fj, ring.shape[2] // fi
     total = np.empty((kc, jc, ic), np.float32)
     count = np.empty((kc, jc, ic), np.float32)
+
+    def binned(slab):  # a bin's sum as the sum of its fk * fj * fi strided views (numpy's reductions over small
+        # axes of a reshaped array are three times slower), exact for integers, then the mean
+        exact = np.int32 if slab.dtype.kind in "biu" and slab.dtype.itemsize <= 2 else np.float64
+        result = np.zeros((jc, ic), exact)
+        for dk, dj, di in np.ndindex(fk, fj, fi):
+            result += slab[dk, dj:jc * fj:fj, di:ic * fi:fi]
+        return result / (fk * fj * fi)
+
     for c in range(kc):
         checkpoint()
-        slab = (slice(c * fk, (c + 1) * fk), slice(0, jc * fj), slice(0, ic * fi))
-        inRing = ring[slab]
-        total[c] = np.where(inRing, values[slab], 0).reshape(fk, jc, fj, ic, fi).mean(axis=(0, 2, 4))
-        count[c] = inRing.reshape(fk, jc, fj, ic, fi).mean(axis=(0, 2, 4))
+        inRing = ring[c * fk:(c + 1) * fk]
+        total[c] = binned(values[c * fk:(c + 1) * fk] * inRing)
+        count[c] = binned(inRing.view(np.uint8))
     return total, count
 
 

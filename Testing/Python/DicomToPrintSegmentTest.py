@@ -219,6 +219,35 @@ class DicomToPrintSegmentTest(unittest.TestCase):
             fractions = levels.boxPlaneFraction(normals, offsets)
         np.testing.assert_allclose(fractions, [0.5, 0.5, 0.5, 1.0, 0.0], atol=2e-4)  # 1e-4 tilt of parallel axes
 
+    def test_voxelFractionOfAPlaneIsTheCutOffVolume(self):
+        # the corner x + y + z < c of the unit cube: c^3 / 6 up to c = 1, mirrored for negative slopes; with
+        # slopes (a, b, c) the corner's simplex is c^3 / (6 a b c)
+        normals = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [-2.0, 1.0, 0.5]])
+        offsets = np.array([0.6, 1.0, 0.6 - 1.0, 0.3 - 2.0])
+        np.testing.assert_allclose(levels.boxPlaneFraction(normals, offsets),
+                                   [0.6 ** 3 / 6, 1 / 6, 0.6 ** 3 / 6, 0.3 ** 3 / (6 * 2.0 * 1.0 * 0.5)],
+                                   rtol=0, atol=1e-12)
+        # a plane along an axis (tilted by 1e-4 of the largest slope, no division by zero): x + y < 0.5
+        np.testing.assert_allclose(levels.boxPlaneFraction(np.array([[1.0, 1.0, 0.0]]), np.array([0.5])), [0.125],
+                                   rtol=0, atol=1e-4)
+
+    def test_ringBinnedMeansEqualTheReshapedMeans(self):
+        # the levels' binned ring means, summed as strided views, equal numpy's mean over the bins, for the
+        # scanners' integer types and floats, including the trailing voxels that fill no whole bin
+        rng = np.random.default_rng(5)
+        ring = rng.random((13, 21, 20)) < 0.3
+        for dtype in (np.int16, np.uint16, np.int32, np.float32):
+            values = rng.integers(-1024 if dtype != np.uint16 else 0, 3000, ring.shape).astype(dtype)
+            for shrink in ((2, 2, 1), (3, 2, 2), (1, 1, 1)):
+                fi, fj, fk = shrink
+                kc, jc, ic = ring.shape[0] // fk, ring.shape[1] // fj, ring.shape[2] // fi
+                whole = (slice(0, kc * fk), slice(0, jc * fj), slice(0, ic * fi))
+                bins = (kc, fk, jc, fj, ic, fi)
+                total, count = levels._binnedRing(ring, values, shrink)
+                np.testing.assert_array_equal(
+                    total, np.where(ring, values, 0)[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
+                np.testing.assert_array_equal(count, ring[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
+
     def test_iso50IsHalfwayBetweenSoftTissueAndBone(self):
         rng = np.random.default_rng(3)
         # air, soft tissue and bone in proportions like a head CT, with noise
