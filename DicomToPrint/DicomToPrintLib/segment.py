@@ -177,20 +177,36 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     sizes = np.zeros(found + 1, np.int64)
     for k in range(0, len(labels), slab):
         checkpoint()
-        sizes += np.bincount(labels[k:k + slab].ravel(), minlength=found + 1)
-    sizes[0] = 0
+        part = labels[k:k + slab]
+        sizes += np.bincount(part[part != 0], minlength=found + 1)  # the background is most of the volume
     large = sizes >= minimumSize
     large[0] = False
     kept = int(large.sum())
+    largest = None
     if operation == KEEP_LARGEST_ISLAND and kept:
-        large[:] = False
-        large[int(np.argmax(sizes))] = True  # the first of the largest, as the relabelling's stable order
+        largest = int(np.argmax(sizes))  # the first of the largest, as the relabelling's stable order
         kept = 1
     keep = np.empty(labels.shape, bool)
     for k in range(0, len(labels), slab):
         checkpoint()
-        keep[k:k + slab] = large[labels[k:k + slab]]
+        if largest is not None:  # one label: a comparison, not a lookup
+            np.equal(labels[k:k + slab], largest, out=keep[k:k + slab])
+        else:
+            keep[k:k + slab] = large[labels[k:k + slab]]
     return keep, found, kept
+
+
+def _paddedBox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    """The bounding box of ``mask`` (k, j, i) with ``margin`` voxels more on each side, clipped to the array, each
+    start even (the cavity step samples every second voxel from the start: the same voxels as in the whole)."""
+    box = []
+    for axis in range(3):
+        index = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(index) == 0:
+            return (slice(None),) * 3
+        start = max(int(index[0]) - margin, 0)
+        box.append(slice(start - start % 2, min(int(index[-1]) + margin + 1, mask.shape[axis])))
+    return tuple(box)
 
 
 def _faceNeighbours(mask: np.ndarray, axes=(0, 1, 2)) -> np.ndarray:
@@ -579,7 +595,19 @@ class SegmentEditor:
         if extent[1] < extent[0]:
             return result
         # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
-        inside = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+        whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+        # Every step works on the segment's bounding box with a margin of background that none of them can
+        # cross (the reach of the joining voxels, the ring around the object, twice the median's radius), so the
+        # result is the whole volume's: a bone is half of a head CT's box or less.
+        radius = max(((int(n) - 1) // 2 for n in kernelSizePixel(medianKernelMm, spacing)), default=0) \
+            if medianKernelMm and medianKernelMm > 0 else 0
+        reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
+        box = _paddedBox(whole, 2 * reach + 2 * radius + 6)
+        inside = whole[box].copy()  # not a view: the whole is cleared before the box is written back
+        offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
+        boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
+                                                               extent[2 * axis] + offset[axis]
+                                                               + inside.shape[2 - axis] - 1)]
         changed = False
         if islandsOperation not in (None, ISLANDS_NONE):
             minimumSize = int(math.ceil(minimumSizeMm3 / float(np.prod(spacing)) - 1e-9))
@@ -595,12 +623,12 @@ class SegmentEditor:
             volumeExtent = self.sourceVolumeNode.GetImageData().GetExtent()
             if tuple(volumeExtent) != tuple(extent):
                 raise RuntimeError("The segment's labelmap and the source volume do not share their grid")
-            values = None if everything else volumeArray(self.sourceVolumeNode)
+            values = None if everything else volumeArray(self.sourceVolumeNode)[box]
             add, counts = cavitiesToFill(inside, values, fill.get("outsideLevel"), fill.get("tolerance"),
                                          sliceWise=everything, spacing=spacing, reachMm=fill.get("reachMm", 3.0))
             counts["volumeFilledCm3"] = round(counts["voxelsFilled"] * float(np.prod(spacing)) / 1000.0, 3)
             if add.any():
-                add &= ~self._otherSegments(segmentId, extent)  # another structure's voxels stay its own
+                add &= ~self._otherSegments(segmentId, boxExtent)  # another structure's voxels stay its own
                 inside |= add
                 changed = True
             del add
@@ -611,12 +639,15 @@ class SegmentEditor:
             inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
             changed = True
         if changed:
+            whole[...] = False
+            whole[box] = inside
+            del inside
             image = vtk.vtkImageData()
             image.SetExtent(extent)
             # a copy: Slicer may keep the image in the segment, and memory numpy frees would then be read
-            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(inside.ravel().view(np.uint8), deep=True,
+            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(whole.ravel().view(np.uint8), deep=True,
                                                                        array_type=vtk.VTK_UNSIGNED_CHAR))
-            del inside
+            del whole
             modified = slicer.vtkOrientedImageData()
             modified.ShallowCopy(image)
             matrix = vtk.vtkMatrix4x4()
