@@ -93,9 +93,10 @@ def removeDuplicateTriangles(polyData) -> tuple[vtk.vtkPolyData, int]:
     corners = np.sort(triangles, axis=1).astype(np.int64)
     base = int(triangles.max()) + 1
     key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    if np.all(counts == 1):
+    ordered = np.sort(key)
+    if not np.any(ordered[1:] == ordered[:-1]):  # the usual case, found by a plain sort
         return polyData, 0
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     # winding parity: an even permutation of the sorted corners faces the same way
     order = np.argsort(triangles, axis=1)
     parity = ((order[:, 0] > order[:, 1]).astype(int) + (order[:, 0] > order[:, 2]) + (order[:, 1] > order[:, 2])) % 2

@@ -80,6 +80,23 @@ def pointNormals(polyData) -> np.ndarray:
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
 
 
+def stableArgsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for non-negative integer keys, by sorting the keys with each one's index
+    in the low bits: numpy sorts plain integers many times faster than it argsorts them (a 1.6 M triangle
+    surface's 4.9 M edge keys: 0.05 s against 0.6 s). Keys too large to share 64 bits with the index take
+    numpy's argsort."""
+    n = len(keys)
+    indexBits = max(int(n - 1).bit_length(), 1)
+    if n == 0 or int(keys.min()) < 0 or int(keys.max()) >= 1 << (64 - indexBits):
+        return np.argsort(keys, kind="stable")
+    packed = keys.astype(np.uint64)
+    packed <<= np.uint64(indexBits)
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    packed &= np.uint64((1 << indexBits) - 1)
+    return packed.astype(np.intp)
+
+
 def sideKeys(triangles: np.ndarray, directed: bool = False) -> np.ndarray:
     """One integer per triangle side (side k of all triangles first): the edge's two point indices combined,
     smaller first unless ``directed``. Sorting integers is many times faster than sorting rows."""
@@ -96,7 +113,7 @@ def edgeUse(triangles: np.ndarray) -> np.ndarray:
     if len(triangles) == 0:
         return np.zeros(0, np.int64)
     keys = sideKeys(triangles)
-    order = np.argsort(keys, kind="stable")
+    order = stableArgsort(keys)
     sortedKeys = keys[order]
     starts = np.flatnonzero(np.concatenate([[True], sortedKeys[1:] != sortedKeys[:-1]]))
     counts = np.diff(np.concatenate([starts, [len(keys)]]))
@@ -131,7 +148,7 @@ def _cornerFans(triangles: np.ndarray, pointCount: int) -> tuple[np.ndarray, np.
     """
     n = len(triangles)
     keys = sideKeys(triangles)  # side k of all triangles first; side k runs from corner k to corner k+1
-    order = np.argsort(keys, kind="stable")
+    order = stableArgsort(keys)
     same = keys[order][1:] == keys[order][:-1]
     first, second = order[:-1][same], order[1:][same]  # the two uses of each edge
     twin = np.arange(3 * n)
@@ -290,7 +307,7 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     dims = (start + span).max(axis=0) + 1
     key = (ix * dims[1] + iy) * dims[2] + iz
     checkpoint()
-    order = np.argsort(key, kind="stable")
+    order = stableArgsort(key)
     key, owner = key[order], owner[order]
     checkpoint()
     groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))

@@ -53,6 +53,14 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertAlmostEqual(stats.volumeMm3, massPropertiesVolume(s), delta=1e-6 * stats.volumeMm3)
         self.assertLess(abs(stats.volumeMm3 - 4 / 3 * math.pi * 1000) / (4 / 3 * math.pi * 1000), 0.01)
 
+    def test_stableArgsortEqualsNumpys(self):
+        # the index packed under the key: numpy's stable order, ties in index order; keys too large to share 64
+        # bits with the index (and an empty array) go to numpy's argsort
+        rng = np.random.default_rng(11)
+        for count, largest in ((100_000, 30), (100_000, 2**40), (17, 2**62), (1, 5), (0, 5)):
+            keys = rng.integers(0, largest, count, dtype=np.int64)
+            np.testing.assert_array_equal(meshdata.stableArgsort(keys), np.argsort(keys, kind="stable"))
+
     def test_openAndNonManifoldEdgesAreCounted(self):
         s = sphere(resolution=16)
         triangles, points = meshdata.trianglesArray(s), meshdata.pointsArray(s)
