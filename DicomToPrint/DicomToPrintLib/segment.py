@@ -333,13 +333,19 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
         labels = sitk.GetArrayViewFromImage(labelImage)
         cavities = int(labels.max())
         fill = np.ones(cavities + 1, bool)
-        if values is not None:  # each cavity's mean, over the cavities' voxels only
-            inCavity = labels != 0
-            which = labels[inCavity]
-            voxels = np.bincount(which, minlength=cavities + 1)
-            means = np.bincount(which, weights=values[box][inCavity], minlength=cavities + 1) / np.maximum(voxels, 1)
-            del inCavity, which
-            fill = np.abs(means - surrounding) > tolerance
+        if values is not None:  # each cavity's mean, over the cavities' voxels only, slab by slab (a brain is
+            # ten million voxels: its labels and values as 64-bit copies at once would be the step's peak)
+            boxValues = values[box]
+            voxels, sums = np.zeros(cavities + 1), np.zeros(cavities + 1)
+            slab = max(1, 2**22 // max(1, labels[0].size))
+            for k in range(0, len(labels), slab):
+                checkpoint()
+                part = labels[k:k + slab]
+                inCavity = part != 0
+                which = part[inCavity]
+                voxels += np.bincount(which, minlength=cavities + 1)
+                sums += np.bincount(which, weights=boxValues[k:k + slab][inCavity], minlength=cavities + 1)
+            fill = np.abs(sums / np.maximum(voxels, 1) - surrounding) > tolerance
         fill[0] = False
         filled = int(np.count_nonzero(fill))
         add[box] |= fill[labels]
