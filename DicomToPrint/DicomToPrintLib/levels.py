@@ -264,8 +264,12 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     """Gaussian of each binned array in ``coarse`` (bins of ``shrink`` (i, j, k) voxels of ``spacing``),
     interpolated (trilinear) at the fine grid's voxels ``where`` (index arrays, k, j, i): an (N, len(coarse))
     array. The arrays are interpolated together, so the corners and weights are worked out once."""
-    stacked = np.stack([sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(
-        _image(array, [s * f for s, f in zip(spacing, shrink, strict=True)]), sigmaMm)) for array in coarse], axis=-1)
+    # one vector image: ITK smooths the components in one pass over the grid (the same numbers as one by one)
+    image = sitk.GetImageFromArray(np.stack(coarse, axis=-1), isVector=True)
+    image.SetSpacing([float(s * f) for s, f in zip(spacing, shrink, strict=True)])
+    smoothedImage = sitk.SmoothingRecursiveGaussian(image, sigmaMm)
+    del image
+    stacked = sitk.GetArrayViewFromImage(smoothedImage)  # valid while smoothedImage lives
     shape = stacked.shape[:3]
     # fine voxel n lies at coarse coordinate (n - (f - 1) / 2) / f: a bin's centre is the mean of its voxels'
     lower, weights = [], []
@@ -275,15 +279,21 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
         lower.append(i0)
         weights.append((x - i0).astype(np.float32))
     flat = stacked.reshape(-1, len(coarse))
+    # linear index of the lower corner; a corner's neighbour along an axis is one stride on (none where the grid
+    # is one bin thick: the lower corner is then also the upper)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    base = lower[0] * strides[0]
+    base += lower[1] * strides[1]
+    base += lower[2]
+    step = [strides[a] if shape[a] > 1 else 0 for a in range(3)]
     result = np.zeros((len(where[0]), len(coarse)), np.float32)
     for corner in range(8):
         checkpoint()
         bits = [(corner >> axis) & 1 for axis in range(3)]
-        index = np.ravel_multi_index(tuple(np.minimum(lower[a] + bits[a], shape[a] - 1) for a in range(3)), shape)
         weight = np.ones(len(where[0]), np.float32)
         for a in range(3):
             weight *= weights[a] if bits[a] else 1.0 - weights[a]
-        result += weight[:, None] * flat[index]
+        result += weight[:, None] * flat[base + sum(b * d for b, d in zip(bits, step, strict=True))]
     return result
 
 
