@@ -100,6 +100,46 @@ class ThresholdLevels:
                 "lowerName": self.lowerName, "upperName": self.upperName, "noise": round(self.noise, 1)}
 
 
+def voxelPlaneFractions(slope: np.ndarray, offset: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """For planes through N points, the fraction of each of the 8 voxels around each point on the inside of its
+    plane: (8, N), voxel o (in ``np.ndindex(2, 2, 2)`` order) being :func:`boxPlaneFraction` of
+    ``(slope, 0.5 * slope.sum() - slope . (offset + o))``.
+
+    The 8 voxels' 64 corners are 27 points, and the inclusion-exclusion over a voxel's corners is a difference
+    along each axis in turn: 27 cubes and 38 differences per point instead of 64 of each. Axes along which the
+    plane is nearly parallel are tilted by 1e-4 of the largest slope, as in :func:`boxPlaneFraction`, here
+    before mirroring (a difference of 1e-4 of a voxel at most).
+
+    :param slope: (N, 3) how far along the plane's normal one voxel step along each axis goes.
+    :param offset: (N, 3) the first voxel's centre minus the point, in voxels (each within -1..0).
+    """
+    result = np.empty((8, len(slope)))
+    steps = np.arange(3.0)
+    for start in range(0, len(slope), chunk):
+        s = slope[start:start + chunk]
+        largest = np.abs(s).max(axis=1)
+        flat = largest <= 0.0  # no plane (a zero gradient): nothing is inside, as boxPlaneFraction says
+        m = np.maximum(np.abs(s), 1e-4 * np.where(flat, 1.0, largest)[:, None])
+        negative = s < 0
+        tilted = np.where(negative, -m, m)
+        # mirrored along the axes of negative slope, voxel o + corner q is grid point a = o' + q, o' = o xor
+        # negative; the plane's offset from grid point a is k - m . a
+        k = 0.5 * tilted.sum(axis=1) - (tilted * offset[start:start + chunk]).sum(axis=1) \
+            + 2.0 * np.where(negative, m, 0.0).sum(axis=1)
+        cube = (k[None, None, None, :] - (steps[:, None] * m[:, 0])[:, None, None, :]
+                - (steps[:, None] * m[:, 1])[None, :, None, :] - (steps[:, None] * m[:, 2])[None, None, :, :])
+        np.maximum(cube, 0.0, out=cube)
+        cube = cube * cube * cube
+        total = cube[:-1] - cube[1:]
+        total = total[:, :-1] - total[:, 1:]
+        total = (total[:, :, :-1] - total[:, :, 1:]).reshape(8, -1)
+        fraction = np.clip(total / (6.0 * m.prod(axis=1)), 0.0, 1.0)
+        fraction[:, flat] = 0.0
+        mirror = (negative * np.array([4, 2, 1])).sum(axis=1)
+        result[:, start:start + chunk] = np.take_along_axis(fraction, np.arange(8)[:, None] ^ mirror[None, :], axis=0)
+    return result
+
+
 def _otsuSplit(values: np.ndarray) -> float:
     """Two-class Otsu threshold of the values (256 bins)."""
     otsu = sitk.OtsuThresholdImageFilter()

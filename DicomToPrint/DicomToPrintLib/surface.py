@@ -139,7 +139,7 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     Contouring a fraction map by linear interpolation misplaces a boundary by up to a tenth of a voxel,
     depending on where it falls between voxel centres (worst on thin structures along the slices). For the 8
     voxels around each vertex, the fraction the mesh cuts off is computed exactly for the vertex's tangent plane
-    (:func:`.levels.boxPlaneFraction`); the measured minus that, weighted as in trilinear interpolation and
+    (:func:`.levels.voxelPlaneFractions`); the measured minus that, weighted as in trilinear interpolation and
     times the voxel's depth along the normal, is how far the vertex moves. One step; a second adds noise.
 
     :param polyData: closed surface (RAS) contoured from ``fraction``.
@@ -157,10 +157,8 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     base = np.clip(np.floor(ijk).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
     weight = ijk - base
     corners = np.array(list(np.ndindex(2, 2, 2)))
-    # each of the 8 voxels' centre from the tangent plane, along the normal; the plane's fraction of each voxel
-    offset = base - ijk
-    centreDistance = np.einsum("nk,cnk->cn", slope, offset[None, :, :] + corners[:, None, :])
-    meshFraction = levels.boxPlaneFraction(slope, 0.5 * slope.sum(axis=1)[None, :] - centreDistance)
+    # the tangent plane's fraction of each of the 8 voxels around the vertex
+    meshFraction = levels.voxelPlaneFractions(slope, base - ijk)
     checkpoint()
     residual = np.zeros(len(points))
     for index, corner in enumerate(corners):

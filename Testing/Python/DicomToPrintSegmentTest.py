@@ -231,6 +231,21 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         np.testing.assert_allclose(levels.boxPlaneFraction(np.array([[1.0, 1.0, 0.0]]), np.array([0.5])), [0.125],
                                    rtol=0, atol=1e-4)
 
+    def test_eightVoxelPlaneFractionsEqualOneVoxelAtATime(self):
+        # the 8 voxels around a point from the 27 distinct corners equal the voxels one at a time (cubes of
+        # corner offsets cancel to 1e-9); a zero slope is no plane and nothing is inside
+        rng = np.random.default_rng(7)
+        slope = rng.normal(size=(5000, 3)) * np.array([0.45, 0.45, 0.8])
+        slope = slope[(np.abs(slope) >= 1e-3 * np.abs(slope).max(axis=1)[:, None]).all(axis=1)]
+        slope[0] = 0.0
+        offset = -rng.random(slope.shape)
+        corners = np.array(list(np.ndindex(2, 2, 2)))
+        oneByOne = np.array([levels.boxPlaneFraction(slope, 0.5 * slope.sum(axis=1)
+                                                     - ((offset + o) * slope).sum(axis=1)) for o in corners])
+        together = levels.voxelPlaneFractions(slope, offset, chunk=1000)
+        np.testing.assert_allclose(together, oneByOne, rtol=0, atol=1e-9)
+        self.assertEqual(together[:, 0].tolist(), [0.0] * 8)
+
     def test_ringBinnedMeansEqualTheReshapedMeans(self):
         # the levels' binned ring means, summed as strided views, equal numpy's mean over the bins, for the
         # scanners' integer types and floats, including the trailing voxels that fill no whole bin
