@@ -594,28 +594,39 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     volumes = np.abs(np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells))
     crumbs = volumes < minimumShellVolumeMm3
     volumes[crumbs] = 0.0  # not a container of anything, and dropped below
-    # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it
-    probes = vtk.vtkPoints()
+    # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it; crumbs are
+    # dropped whatever holds them, so only the other shells are placed, and only in shells whose bounding box
+    # holds their point
     firstTriangle = np.zeros(shells, np.int64)
     firstTriangle[labels[::-1]] = np.arange(len(labels))[::-1]
-    for p in points[triangles[firstTriangle, 0]]:
-        probes.InsertNextPoint(*p)
-    probeData = vtk.vtkPolyData()
-    probeData.SetPoints(probes)
+    probes = points[triangles[firstTriangle, 0]]
+    pointShell = np.full(len(points), -1)
+    pointShell[triangles.ravel()] = np.repeat(labels, 3)
     order = np.argsort(-volumes, kind="stable")
     parent = np.full(shells, -1)
     for s in order:  # largest first: a shell's smallest container is the last one found
         if volumes[s] <= 0:
             continue
         checkpoint()
+        corners = points[pointShell == s]
+        low, high = corners.min(axis=0), corners.max(axis=0)
+        inner = [o for o in range(shells) if o != s and not crumbs[o] and volumes[o] < volumes[s]
+                 and np.all((low <= probes[o]) & (probes[o] <= high))]
+        if not inner:
+            continue
+        probePoints = vtk.vtkPoints()
+        for o in inner:
+            probePoints.InsertNextPoint(*probes[o])
+        probeData = vtk.vtkPolyData()
+        probeData.SetPoints(probePoints)
         enclosed = vtk.vtkSelectEnclosedPoints()
         enclosed.SetInputData(probeData)
         enclosed.SetSurfaceData(polyDataFromArrays(points, triangles[labels == s]))
         enclosed.SetTolerance(1e-9)
         update(enclosed)
-        for other in range(shells):
-            if other != s and volumes[other] < volumes[s] and enclosed.IsInside(other):
-                parent[other] = s
+        for index, o in enumerate(inner):
+            if enclosed.IsInside(index):
+                parent[o] = s
     depth = np.zeros(shells, np.int64)
     for s in range(shells):
         p = parent[s]
@@ -632,7 +643,11 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     if keep.all():
         return polyData, 0, 0
     removed = int(np.count_nonzero(~keep[outer] & ~crumbs[outer]))
-    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), removed, int(np.count_nonzero(crumbs))
+    kept = triangles[keep[labels]]
+    used = np.zeros(len(points), bool)
+    used[kept.ravel()] = True  # the points of the shells kept, in their order
+    return (polyDataFromArrays(points[used], (np.cumsum(used) - 1)[kept]), removed,
+            int(np.count_nonzero(crumbs)))
 
 
 def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tuple[list, dict]:

@@ -233,10 +233,10 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         polyData.DeepCopy(segmentation.GetSegment("surface").GetRepresentation(CLOSED_SURFACE))
         surfaces[value] = polyData
         checkpoint()
-        return abs(signedVolume(polyData))
+        return polyData
 
     if preserveVolume:
-        value, _ = levels.volumePreservingFraction(contour, partialVolume)
+        value, _ = levels.volumePreservingFraction(lambda v: abs(signedVolume(contour(v))), partialVolume)
     else:
         value = 0.5
         contour(value)
