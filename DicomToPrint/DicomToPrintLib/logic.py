@@ -25,6 +25,7 @@ from .runtime import (
     capturedVtkMessages,
     checkChoice,
     logger,
+    releaseFreedMemory,
     reportProgress,
     softwareVersions,
 )
@@ -526,7 +527,9 @@ class DicomToPrintLogic:
 
         def begin(stage, text):
             reportProgress(progressCallback, text, bounds[stage][0])
-            return time.perf_counter()
+            started = time.perf_counter()
+            releaseFreedMemory()  # what the last step freed, before this one allocates (counted in this step)
+            return started
 
         succeeded, created = False, []  # files this run has written, removed again if it fails
         with cancellable(progressCallback) as progressCallback:

@@ -191,6 +191,31 @@ def capturedVtkMessages():
         messages.parse(window.GetOutput())
 
 
+def releaseFreedMemory() -> None:
+    """Give the memory freed since the last call back to the system, where the C library keeps it (glibc on
+    Linux: the many mid-sized arrays of a step are freed into its heap, which it returns only from the top;
+    malloc_trim returns the rest). Between the pipeline's steps this keeps the next step's peak from being
+    stacked on the last one's leftovers. Elsewhere nothing is done."""
+    global _mallocTrim
+    if _mallocTrim is None:
+        _mallocTrim = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            library = ctypes.CDLL(name) if name else None
+            if library is not None and hasattr(library, "malloc_trim"):
+                _mallocTrim = library.malloc_trim
+        except (OSError, AttributeError):
+            pass
+    if _mallocTrim:
+        _mallocTrim(0)
+
+
+_mallocTrim = None
+
+
 def checkChoice(what: str, value, choices) -> None:
     """Raise ValueError naming the setting, the value and the allowed choices."""
     if value not in choices:
