@@ -574,6 +574,11 @@ class DicomToPrintLogic:
                         segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
                         segmentResult.repair = {"surface": log.asDict()}
                         meshes[segmentResult.segmentId] = polyData
+                    if not keepNodes:  # the intensities are not needed again: the largest array goes now
+                        inputFingerprint.result()
+                        nodes.remove(volume)
+                        self.context.removeNode(volume)
+                        del volume, loaded
                     timings["surface"] = time.perf_counter() - t
 
                     total = sum(m.GetNumberOfPolys() for m in meshes.values())

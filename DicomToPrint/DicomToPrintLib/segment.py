@@ -449,7 +449,16 @@ class SegmentEditor:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def releaseWorkingImages(self) -> None:
+        """Free the logic's working images as large as the volume: the source volume resampled to the
+        segmentation's grid (a copy of the volume), the modifier and the selected segment's labelmap. The logic
+        makes them again when an effect next asks (an empty extent never matches the reference geometry)."""
+        for image in (self.logic.GetAlignedSourceVolume(), self.logic.GetModifierLabelmap(),
+                      self.logic.GetSelectedSegmentLabelmap()):
+            image.Initialize()
+
     def close(self) -> None:
+        self.releaseWorkingImages()
         if self.editorNode is not None:
             self.logic.SetSegmentEditorNode(None)
             self.context.removeNode(self.editorNode)
@@ -531,7 +540,9 @@ class SegmentEditor:
         threshold.SetOutputScalarType(modifier.GetScalarType())
         update(threshold)
         modifier.DeepCopy(threshold.GetOutput())
+        del threshold
         self._modify(segmentId, modifier)
+        self.releaseWorkingImages()  # the next steps work on the segment, not on the copy of the volume
 
     def islands(self, segmentId: str, operation: str = KEEP_LARGEST_ISLAND, minimumSize: int | None = None,
                 minimumSizeMm3: float | None = None) -> dict:
@@ -602,6 +613,10 @@ class SegmentEditor:
             return result
         # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
         whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+        matrix = vtk.vtkMatrix4x4()
+        labelmap.GetImageToWorldMatrix(matrix)
+        self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
+        del labelmap
         # Every step works on the segment's bounding box with a margin of background that none of them can
         # cross (the reach of the joining voxels, the ring around the object, twice the median's radius), so the
         # result is the whole volume's: a bone is half of a head CT's box or less.
@@ -656,8 +671,6 @@ class SegmentEditor:
             del whole
             modified = slicer.vtkOrientedImageData()
             modified.ShallowCopy(image)
-            matrix = vtk.vtkMatrix4x4()
-            labelmap.GetImageToWorldMatrix(matrix)
             modified.SetGeometryFromImageToWorldMatrix(matrix)
             self._modify(segmentId, modified)
         return result
