@@ -261,12 +261,21 @@ class FractionMap:
     insideLevelSource: str
 
 
-def _boundingBox(mask: np.ndarray, margin: int):
-    index = np.nonzero(mask)
-    if len(index[0]) == 0:
-        raise ValueError("The segment is empty")
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n))
-                 for i, n in zip(index, mask.shape, strict=True))
+def boundingBox(mask: np.ndarray, margin: int = 0, evenStart: bool = False) -> tuple[slice, slice, slice] | None:
+    """The (k, j, i) slices around the non-zero voxels of ``mask``, ``margin`` voxels wider on each side and
+    clipped to the array (found with one ``any`` per axis: no index arrays of the voxels); None when it is empty.
+
+    :param evenStart: start each slice on an even index (a step that samples every second voxel then samples the
+        same voxels within the box as within the whole).
+    """
+    box = []
+    for axis in range(3):
+        index = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(index) == 0:
+            return None
+        start = max(int(index[0]) - margin, 0)
+        box.append(slice(start - start % 2 if evenStart else start, min(int(index[-1]) + margin + 1, mask.shape[axis])))
+    return tuple(box)
 
 
 def _image(array: np.ndarray, spacing) -> sitk.Image:
@@ -377,7 +386,9 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
         (on an MR head the measured level put the surface 1 mm inside the skin).
     """
     h = float(max(spacing))
-    box = _boundingBox(mask, margin=int(np.ceil(4 * h / min(spacing))) + 1)
+    box = boundingBox(mask, margin=int(np.ceil(4 * h / min(spacing))) + 1)
+    if box is None:
+        raise ValueError("The segment is empty")
     hu = values[box]  # a view: the volume is never copied whole
     inside = mask[box].astype(bool)
     # signed distance (mm) from each voxel centre to the object's boundary, negative inside (a view of the image)

@@ -22,6 +22,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from .levels import boundingBox
 from .runtime import DicomToPrintError, SlicerContext, checkChoice, checkpoint, execute, update
 
 # Threshold presets: (lower, upper) in HU; upper None means "up to the highest value in the volume", so metal
@@ -196,19 +197,6 @@ def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[n
     return keep, found, kept
 
 
-def _paddedBox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    """The bounding box of ``mask`` (k, j, i) with ``margin`` voxels more on each side, clipped to the array, each
-    start even (the cavity step samples every second voxel from the start: the same voxels as in the whole)."""
-    box = []
-    for axis in range(3):
-        index = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if len(index) == 0:
-            return (slice(None),) * 3
-        start = max(int(index[0]) - margin, 0)
-        box.append(slice(start - start % 2, min(int(index[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(box)
-
-
 def _faceNeighbours(mask: np.ndarray, axes=(0, 1, 2)) -> np.ndarray:
     """Voxels with a face neighbour in ``mask`` along the given axes (k, j, i)."""
     result = np.zeros_like(mask)
@@ -324,9 +312,7 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
     cavities = filled = 0
     add = grown & ~inside
     if holes.any():
-        box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in (
-            np.flatnonzero(holes.any(axis=(1, 2))), np.flatnonzero(holes.any(axis=(0, 2))),
-            np.flatnonzero(holes.any(axis=(0, 1)))))
+        box = boundingBox(holes)
         labeller = sitk.ConnectedComponentImageFilter()
         labeller.SetFullyConnected(True)
         labelImage = execute(labeller, _image(holes[box]))
@@ -623,7 +609,8 @@ class SegmentEditor:
         radius = max(((int(n) - 1) // 2 for n in kernelSizePixel(medianKernelMm, spacing)), default=0) \
             if medianKernelMm and medianKernelMm > 0 else 0
         reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
-        box = _paddedBox(whole, 2 * reach + 2 * radius + 6)
+        # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
+        box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in dims[::-1])
         inside = whole[box].copy()  # not a view: the whole is cleared before the box is written back
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
         boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
