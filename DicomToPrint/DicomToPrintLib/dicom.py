@@ -585,17 +585,56 @@ def _setVolume(volumeNode, voxels: np.ndarray, ijkToLps: np.ndarray) -> None:
     volumeNode.SetIJKToRASMatrix(matrix)
 
 
+#: Node attribute: the voxel type Slicer's reader produced, where the values are stored in a narrower one.
+READ_AS_ATTRIBUTE = "DicomToPrint.ReadAs"
+
+
+def _narrowToInt16(volumeNode) -> None:
+    """Store the voxels as 16-bit integers where Slicer's reader made them 32-bit but they fit in 16.
+
+    ITK widens unsigned 16-bit pixels with a negative rescale intercept (how most CT scanners write Hounsfield
+    units) to 32-bit, although the values span a few thousand: half the memory of the largest array of the run,
+    the same values. The reader's type is kept as a node attribute, for :func:`fingerprint`.
+    """
+    image = volumeNode.GetImageData()
+    scalars = image.GetPointData().GetScalars()
+    if scalars.GetDataType() not in (vtk.VTK_INT, vtk.VTK_UNSIGNED_INT, vtk.VTK_LONG_LONG, vtk.VTK_LONG):
+        return
+    low, high = scalars.GetRange()
+    if low < np.iinfo(np.int16).min or high > np.iinfo(np.int16).max:
+        return
+    readAs = numpy_support.vtk_to_numpy(scalars).dtype.str
+    cast = vtk.vtkImageCast()
+    cast.SetInputData(image)
+    cast.SetOutputScalarTypeToShort()
+    cast.Update()
+    narrow = vtk.vtkImageData()
+    narrow.ShallowCopy(cast.GetOutput())
+    del cast
+    volumeNode.SetAndObserveImageData(narrow)
+    volumeNode.SetAttribute(READ_AS_ATTRIBUTE, readAs)
+
+
 def fingerprint(volumeNode) -> str:
     """SHA-256 of the loaded voxels and their geometry: identifies the data, says nothing of the patient (no
-    UIDs, names or dates go in), and is the same however the files were named or ordered on disk."""
+    UIDs, names or dates go in), and is the same however the files were named or ordered on disk.
+
+    The values are hashed in the type Slicer's reader made them (see :func:`_narrowToInt16`), so a fingerprint
+    does not change with how they are kept in memory."""
     import hashlib
 
     image = volumeNode.GetImageData()
     values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    readAs = np.dtype(volumeNode.GetAttribute(READ_AS_ATTRIBUTE) or values.dtype)
     digest = hashlib.sha256()
-    digest.update(f"{image.GetDimensions()}|{values.dtype.str}|".encode())
+    digest.update(f"{image.GetDimensions()}|{readAs.str}|".encode())
     digest.update(np.round(ijkToLpsMatrix(volumeNode), 6).astype("<f8").tobytes())
-    digest.update(memoryview(np.ascontiguousarray(values)))  # no copy of the volume
+    if readAs == values.dtype:
+        digest.update(memoryview(np.ascontiguousarray(values)))  # no copy of the volume
+    else:  # widened a slab at a time
+        slab = 1 << 22
+        for start in range(0, len(values), slab):
+            digest.update(memoryview(values[start:start + slab].astype(readAs)))
     return digest.hexdigest()
 
 
@@ -672,6 +711,7 @@ def loadSeries(series: DicomSeries, context: SlicerContext, volumeName: str = "D
                 context.removeNode(volumeNode)
                 raise DicomToPrintError(f"{_where(series)}: the loaded volume's geometry does not match the DICOM "
                                         "headers; the series may be inconsistent")
+            _narrowToInt16(volumeNode)
         else:
             scalars = volumeNode.GetImageData().GetPointData().GetScalars()
             stack = numpy_support.vtk_to_numpy(scalars).reshape(dims[::-1]).astype(np.float32)

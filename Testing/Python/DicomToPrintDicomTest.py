@@ -106,6 +106,22 @@ class DicomToPrintDicomTest(unittest.TestCase):
         for k in (0, 17, 40, 79):
             np.testing.assert_array_equal(voxels[k], huFromFile(byPosition[k].path))
 
+    def test_hounsfieldUnitsAreKeptIn16BitsWithTheReadersFingerprint(self):
+        # unsigned 16-bit storage with intercept -1024: ITK reads it as 32-bit; the values fit in 16 bits, so they
+        # are kept there (half the memory), and the fingerprint is still that of the 32-bit values the reader made
+        import hashlib
+
+        series = self.logic.findSeries(testing.phantomSeries("shell")).selectSeries()
+        volume = self.logic.loadSeries(series).volumeNode
+        voxels = slicer.util.arrayFromVolume(volume)
+        self.assertEqual((voxels.dtype, volume.GetAttribute(dicom.READ_AS_ATTRIBUTE)), (np.dtype(np.int16), "<i4"))
+        self.assertEqual((int(voxels.min()), int(voxels.max())), (-1024, 1093))
+        digest = hashlib.sha256()
+        digest.update(f"{volume.GetImageData().GetDimensions()}|<i4|".encode())
+        digest.update(np.round(dicom.ijkToLpsMatrix(volume), 6).astype("<f8").tobytes())
+        digest.update(voxels.astype("<i4").tobytes())
+        self.assertEqual(dicom.fingerprint(volume), digest.hexdigest())
+
 
 if __name__ == "__main__":
     unittest.main()
