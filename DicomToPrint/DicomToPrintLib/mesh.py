@@ -27,6 +27,7 @@ from .meshdata import (
     _cornerFans,
     closestPointsOnTriangles,
     edgeUse,
+    faceNormals,
     labelShells,
     newTriangles,
     nonManifoldVertexCount,
@@ -164,8 +165,7 @@ class ReferenceSurface:
     def _triangles(self):
         if self._arrays is None:  # only when something is projected: most meshes need no refinement
             points, triangles = pointsArray(self.polyData), trianglesArray(self.polyData)
-            corners = points[triangles]
-            self._arrays = points, triangles, np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+            self._arrays = points, triangles, faceNormals(points, triangles)
         return self._arrays
 
     def project(self, points: np.ndarray, normals: np.ndarray, radius: float) -> np.ndarray:
@@ -222,11 +222,10 @@ def refineTowards(polyData, selected: np.ndarray, reference: ReferenceSurface) -
     sideIds = np.full((3, n), -1, np.int64)
     sideIds[splitSide] = newIds[np.searchsorted(splitKeys, keys.reshape(3, n)[splitSide])]
     # where each new vertex belongs: the edge's middle, facing as the triangles that share the edge
-    faceNormals = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]],
-                           points[triangles[:, 2]] - points[triangles[:, 0]])
+    normals = faceNormals(points, triangles)
     edgeNormals = np.zeros((len(splitKeys), 3))
     for k in range(3):
-        np.add.at(edgeNormals, sideIds[k][splitSide[k]] - len(points), faceNormals[splitSide[k]])
+        np.add.at(edgeNormals, sideIds[k][splitSide[k]] - len(points), normals[splitSide[k]])
     moved = np.unique(triangles[selected].ravel())
     radius = max(0.5, float(np.linalg.norm(points[start] - points[end], axis=1).max()))
     newPoints = np.vstack([points, 0.5 * (points[start] + points[end])])
@@ -290,8 +289,8 @@ def degenerateTriangles(polyData, relativeArea: float = 1e-10) -> np.ndarray:
     :param relativeArea: area below this times the squared longest edge counts as zero.
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    doubleArea = np.linalg.norm(faceNormals(points, triangles), axis=1)
     a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    doubleArea = np.linalg.norm(np.cross(b - a, c - a), axis=1)
     longest = np.max([np.sum((b - a) ** 2, 1), np.sum((c - b) ** 2, 1), np.sum((a - c) ** 2, 1)], axis=0)
     return doubleArea <= relativeArea * longest
 
@@ -314,8 +313,7 @@ def splitNonManifoldVertices(polyData, separationMm: float = 1e-3) -> tuple[vtk.
     if len(pinched) == 0:
         return polyData, 0
     vertexOfCorner = triangles.ravel().copy()
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    faceNormals = np.cross(b - a, c - a)
+    normals = faceNormals(points, triangles)
     newPoints = [points]
     nextId = len(points)
     for vertex in pinched:
@@ -323,7 +321,7 @@ def splitNonManifoldVertices(polyData, separationMm: float = 1e-3) -> tuple[vtk.
         fanLabels = np.unique(label[corners])
         for fanLabel in fanLabels[1:]:  # the first fan keeps the original vertex
             fanCorners = corners[label[corners] == fanLabel]
-            normal = faceNormals[fanCorners // 3].sum(axis=0)
+            normal = normals[fanCorners // 3].sum(axis=0)
             normal /= max(float(np.linalg.norm(normal)), 1e-12)
             vertexOfCorner[fanCorners] = nextId
             newPoints.append(points[vertex][None, :] - separationMm * normal)

@@ -47,10 +47,28 @@ def polyDataFromArrays(points: np.ndarray, triangles: np.ndarray) -> vtk.vtkPoly
     return polyData
 
 
+#: Triangles at a time in the per-triangle measures: their corners' copies stay a few MB, not several arrays the
+#: size of the mesh (a 1.6 M triangle surface: 39 MB each); every triangle's number is its own, so the same.
+_TRIANGLE_CHUNK = 1 << 17
+
+
+def _perTriangle(points: np.ndarray, triangles: np.ndarray, measure, columns: tuple = ()) -> np.ndarray:
+    """``measure(a, b, c)`` of each triangle's corners, computed a chunk of triangles at a time."""
+    result = np.empty((len(triangles), *columns))
+    for start in range(0, len(triangles), _TRIANGLE_CHUNK):
+        part = triangles[start:start + _TRIANGLE_CHUNK]
+        result[start:start + _TRIANGLE_CHUNK] = measure(points[part[:, 0]], points[part[:, 1]], points[part[:, 2]])
+    return result
+
+
+def faceNormals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(N, 3) normal of each triangle by its winding, as long as twice its area."""
+    return _perTriangle(points, triangles, lambda a, b, c: np.cross(b - a, c - a), (3,))
+
+
 def triangleVolumes(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Signed volume of the tetrahedron from the origin to each triangle (they sum to the enclosed volume)."""
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
+    return _perTriangle(points, triangles, lambda a, b, c: np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0)
 
 
 def signedVolume(polyData) -> float:
@@ -62,8 +80,7 @@ def signedVolume(polyData) -> float:
 
 
 def triangleAreas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    return _perTriangle(points, triangles, lambda a, b, c: 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1))
 
 
 def pointNormals(polyData) -> np.ndarray:
@@ -72,10 +89,10 @@ def pointNormals(polyData) -> np.ndarray:
     Computed here rather than read from the mesh: normals carried in its point data may be stale.
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    faceNormals = np.cross(b - a, c - a)  # length: twice the area
+    weights = faceNormals(points, triangles)  # length: twice the area
     corners = triangles.T.ravel()  # every triangle's first corners, then second, then third
-    normals = np.stack([np.bincount(corners, weights=np.tile(faceNormals[:, axis], 3), minlength=len(points))
+    del triangles
+    normals = np.stack([np.bincount(corners, weights=np.tile(weights[:, axis], 3), minlength=len(points))
                         for axis in range(3)], axis=1)
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
 

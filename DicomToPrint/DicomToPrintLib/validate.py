@@ -92,10 +92,9 @@ def meshStatistics(polyData) -> MeshStatistics:
     _, boundary, nonManifold = edgeCounts(triangles)
     p = pointsArray(labelled)
     if len(triangles):
-        a, b, c = p[triangles[:, 0]], p[triangles[:, 1]], p[triangles[:, 2]]
         perTriangleVolume = triangleVolumes(p, triangles)
         shellVolumes = np.bincount(labels, weights=perTriangleVolume, minlength=shells)
-        area = float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+        area = float(triangleAreas(p, triangles).sum())
         volume = float(perTriangleVolume.sum())
     else:
         shellVolumes, area, volume = np.zeros(0), 0.0, 0.0

@@ -238,6 +238,20 @@ class DicomToPrintMeshTest(unittest.TestCase):
         same, info, _ = mesh.decimateClosed(hollow, before.triangles + 1)
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
 
+    def test_perTriangleMeasuresInChunksAreTheWholeArraysFormulas(self):
+        s = sphere(resolution=40)
+        points, triangles = meshdata.pointsArray(s), meshdata.trianglesArray(s)
+        a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+        cross = np.cross(b - a, c - a)
+        whole = (cross, 0.5 * np.linalg.norm(cross, axis=1), np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0)
+        self.addCleanup(setattr, meshdata, "_TRIANGLE_CHUNK", meshdata._TRIANGLE_CHUNK)
+        meshdata._TRIANGLE_CHUNK = 7  # 3,000 triangles: many chunks, the last one short
+        self.assertGreater(len(triangles) % 7, 0)
+        chunked = (meshdata.faceNormals(points, triangles), meshdata.triangleAreas(points, triangles),
+                   meshdata.triangleVolumes(points, triangles))
+        for expected, got in zip(whole, chunked, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
     def test_aDecimationThatCannotBeKeptLeavesTheSurfaceUndecimated(self):
         # no decimated mesh lies within 0 mm of the surface: both attempts are rejected, and the surface itself is
         # what comes out, repaired, never worse
