@@ -284,14 +284,25 @@ def _image(array: np.ndarray, spacing) -> sitk.Image:
     return image
 
 
-def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink) -> tuple[np.ndarray, np.ndarray]:
+def _binnedShape(shape, shrink) -> tuple[int, int, int]:
+    """(k, j, i) size of a grid of ``shape`` binned by ``shrink`` (i, j, k); trailing voxels that fill no whole
+    bin are left out, as ITK's BinShrink does."""
+    return tuple(n // f for n, f in zip(shape, shrink[::-1], strict=True))
+
+
+def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean of ``values`` over the ring voxels' share (sum / bin size) and the ring's share, in bins of ``shrink``
-    (i, j, k) voxels, slab by slab: no full-size floating-point copy of the volume is ever made. Trailing voxels
-    that fill no whole bin are left out, as ITK's BinShrink does."""
+    (i, j, k) voxels (:func:`_binnedShape`), slab by slab: no full-size floating-point copy of the volume is ever
+    made.
+
+    :param out: float32 array of the binned shape with 2 components (..., 2) to write them into.
+    """
     fi, fj, fk = shrink
-    kc, jc, ic = ring.shape[0] // fk, ring.shape[1] // fj, ring.shape[2] // fi
-    total = np.empty((kc, jc, ic), np.float32)
-    count = np.empty((kc, jc, ic), np.float32)
+    kc, jc, ic = _binnedShape(ring.shape, shrink)
+    if out is None:
+        out = np.empty((kc, jc, ic, 2), np.float32)
+    total, count = out[..., 0], out[..., 1]
 
     def binned(slab):  # a bin's sum as the sum of its fk * fj * fi strided views (numpy's reductions over small
         # axes of a reshaped array are three times slower), exact for integers, then the mean
@@ -310,11 +321,12 @@ def _binnedRing(ring: np.ndarray, values: np.ndarray, shrink) -> tuple[np.ndarra
 
 
 def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where) -> np.ndarray:
-    """Gaussian of each binned array in ``coarse`` (bins of ``shrink`` (i, j, k) voxels of ``spacing``),
-    interpolated (trilinear) at the fine grid's voxels ``where`` (index arrays, k, j, i): an (N, len(coarse))
-    array. The arrays are interpolated together, so the corners and weights are worked out once."""
+    """Gaussian of each component of the binned arrays in ``coarse`` (a list holding one (k, j, i, C) array,
+    bins of ``shrink`` (i, j, k) voxels of ``spacing``; the list is emptied, so that the array is freed as soon
+    as ITK has its copy), interpolated (trilinear) at the fine grid's voxels ``where`` (index arrays, k, j, i):
+    an (N, C) array. The components are interpolated together, so the corners and weights are worked out once."""
     # one vector image: ITK smooths the components in one pass over the grid (the same numbers as one by one)
-    image = sitk.GetImageFromArray(np.stack(coarse, axis=-1), isVector=True)
+    image = sitk.GetImageFromArray(coarse.pop(), isVector=True)
     image.SetSpacing([float(s * f) for s, f in zip(spacing, shrink, strict=True)])
     smoothedImage = sitk.SmoothingRecursiveGaussian(image, sigmaMm)
     del image
@@ -327,7 +339,8 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
         i0 = np.minimum(np.floor(x).astype(np.intp), max(shape[axis] - 2, 0))
         lower.append(i0)
         weights.append((x - i0).astype(np.float32))
-    flat = stacked.reshape(-1, len(coarse))
+    components = stacked.shape[3]
+    flat = stacked.reshape(-1, components)
     # linear index of the lower corner; a corner's neighbour along an axis is one stride on (none where the grid
     # is one bin thick: the lower corner is then also the upper)
     strides = (shape[1] * shape[2], shape[2], 1)
@@ -335,7 +348,7 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     base += lower[1] * strides[1]
     base += lower[2]
     step = [strides[a] if shape[a] > 1 else 0 for a in range(3)]
-    result = np.zeros((len(where[0]), len(coarse)), np.float32)
+    result = np.zeros((len(where[0]), components), np.float32)
     for corner in range(8):
         checkpoint()
         bits = [(corner >> axis) & 1 for axis in range(3)]
@@ -364,8 +377,15 @@ def _boundaryBand(inside: np.ndarray) -> np.ndarray:
     return extreme(np.logical_or) & ~extreme(np.logical_and)
 
 
+def fractionMargin(spacing) -> int:
+    """Voxels around the object that :func:`fractionMap` looks at (its rings reach 3 voxels out, where the
+    largest spacing is the voxel)."""
+    return int(np.ceil(4 * float(max(spacing)) / min(spacing))) + 1
+
+
 def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 2.5,
-                threshold: float | None = None, insideLevel: float | None = None) -> FractionMap:
+                threshold: float | None = None, insideLevel: float | None = None,
+                offset=(0, 0, 0), valuesRead=None) -> FractionMap:
     """Fraction of each voxel inside the object, from the intensity levels on both sides of its boundary.
 
     Only the voxels on either side of the object's boundary, one voxel deep, are partial: the rest of the object
@@ -375,7 +395,8 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     Memory: besides the volume, one 32-bit distance map, the 32-bit fraction map it returns, three masks of one
     byte per voxel and the few voxels near the boundary (a 512 x 512 x 300 volume: about 1 GB).
 
-    :param values: the volume (k, j, i).
+    :param values: the volume (k, j, i), or the part of it around the object (at least :func:`fractionMargin`
+        voxels beyond it, or to the volume's edge).
     :param mask: the segmented object on the same grid (what the Threshold, Islands and Smoothing steps made).
     :param spacing: voxel size (i, j, k) in mm.
     :param sigmaMm: how far (Gaussian sigma) the levels are averaged along the boundary.
@@ -384,13 +405,16 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     :param insideLevel: the level inside, where it cannot be measured near the boundary: a body's surface lies
         between the background and a skin thinner than the ring the level would be measured on, over bright fat
         (on an MR head the measured level put the surface 1 mm inside the skin).
+    :param offset: (k, j, i) index in the volume of ``values[0, 0, 0]``, where the arrays are a part of it.
+    :param valuesRead: called with no arguments once ``values`` is no longer used (this function then holds no
+        reference to it): a caller that holds none either can free the volume there.
     """
     h = float(max(spacing))
-    box = boundingBox(mask, margin=int(np.ceil(4 * h / min(spacing))) + 1)
+    box = boundingBox(mask, margin=fractionMargin(spacing))
     if box is None:
         raise ValueError("The segment is empty")
     hu = values[box]  # a view: the volume is never copied whole
-    inside = mask[box].astype(bool)
+    inside = mask[box].astype(bool, copy=False)  # not modified: the caller's own mask where it is bool
     # signed distance (mm) from each voxel centre to the object's boundary, negative inside (a view of the image)
     distanceFilter = sitk.SignedMaurerDistanceMapImageFilter()
     distanceFilter.SetInsideIsPositive(False)
@@ -420,34 +444,48 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     # The partial-volume zone is within a voxel of the boundary; beyond it a voxel is one material (inside also
     # where it is less dense, as cancellous bone is). The levels are needed only in that band.
     del distance, distanceImage  # before the fraction map is made: the two are the largest arrays here
-    fraction = inside.astype(np.float32)
     near = np.nonzero(_boundaryBand(inside))
     # The levels vary over centimetres: average them on a grid of voxels binned to at most sigma / 2 (the bin's
     # own blur is a small part of sigma), which is up to 8 times less work, and interpolate into the band.
     shrink = [max(1, min(int(0.5 * sigmaMm // s), n // 2)) for s, n in zip(spacing, hu.shape[::-1], strict=True)]
 
-    # normalized convolution: each ring's values averaged nearby, the global level where no ring is near
-    innerTotal, innerCount = _binnedRing(innerRing, hu, shrink)
-    checkpoint()
-    outerTotal, outerCount = _binnedRing(outerRing, hu, shrink)
-    del innerRing, outerRing
-    smoothed = _smoothedAt([innerTotal, innerCount, outerTotal, outerCount], spacing, shrink, sigmaMm, near)
+    # normalized convolution: each ring's values averaged nearby, the global level where no ring is near. The
+    # rings are binned (total and count, a two-component image each) while the values are here; then the values
+    # are let go (valuesRead), and each ring's image is freed once ITK has copied it: with the volume, the binned
+    # grids are the largest arrays of this step.
+    binned = []  # a list, so that _smoothedAt takes each ring's only reference
+    for ring in (innerRing, outerRing):
+        binned.append(np.empty((*_binnedShape(hu.shape, shrink), 2), np.float32))
+        _binnedRing(ring, hu, shrink, out=binned[-1])
+        checkpoint()
+    del innerRing, outerRing, ring
+    valuesNear = hu[near].astype(np.float32)
+    del hu, values
+    if valuesRead is not None:
+        valuesRead()
     weight = 0.05
-    upper = (smoothed[:, 0] + weight * insideLevel) / (smoothed[:, 1] + weight)
-    lower = (smoothed[:, 2] + weight * outsideLevel) / (smoothed[:, 3] + weight)
-    del smoothed
+    outerBinned = [binned.pop()]
+    inner = _smoothedAt(binned, spacing, shrink, sigmaMm, near)
+    upper = (inner[:, 0] + weight * insideLevel) / (inner[:, 1] + weight)
+    del inner
+    checkpoint()
+    outer = _smoothedAt(outerBinned, spacing, shrink, sigmaMm, near)
+    lower = (outer[:, 0] + weight * outsideLevel) / (outer[:, 1] + weight)
+    del outer
     contrast = upper - lower
     minimumContrast = 0.2 * abs(insideLevel - outsideLevel)
     reliable = np.abs(contrast) >= max(minimumContrast, 1e-6)
-    unclipped = np.where(reliable, (hu[near].astype(np.float32) - lower) / np.where(reliable, contrast, 1.0),
+    unclipped = np.where(reliable, (valuesNear - lower) / np.where(reliable, contrast, 1.0),
                          inside[near].astype(np.float32))
+    fraction = inside.astype(np.float32)  # made last: the volume and the binned rings are gone by now
     fraction[near] = np.clip(unclipped, 0.0, 1.0)
     # The partial-volume integral: noise averages out in the unclipped sum, but where the local levels are off
     # (three materials meeting) a voxel must not count for more than a little beyond pure. (Beyond the band the
     # fraction is exactly 0 or 1, clipped or not.)
     integral = (float(fraction.sum(dtype=np.float64)) - float(fraction[near].sum(dtype=np.float64))
                 + float(np.clip(unclipped, -0.25, 1.25).sum(dtype=np.float64)))
-    return FractionMap(fraction, integral, tuple(s.start for s in box), insideLevel, outsideLevel, source)
+    return FractionMap(fraction, integral, tuple(int(o) + s.start for o, s in zip(offset, box, strict=True)),
+                       insideLevel, outsideLevel, source)
 
 
 def volumePreservingFraction(enclosedVolume, targetVolume: float, start: float = 0.5, iterations: int = 4,

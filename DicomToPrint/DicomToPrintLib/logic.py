@@ -412,12 +412,14 @@ class DicomToPrintLogic:
         return segmentationNode, segmentId, islands
 
     def createSurface(self, segmentationNode, segmentId: str, volumeNode, parameters: DicomToPrintParameters,
-                      threshold: dict | None = None):
+                      threshold: dict | None = None, intensitiesRead=None):
         """Closed surface (RAS), repaired, with the parts the Islands setting keeps. Returns (vtkPolyData, surface
         info, repair log).
 
         :param threshold: how the segment was thresholded (:meth:`thresholdRange`); the sub-voxel surface measures
             the level inside on voxels above its minimum.
+        :param intensitiesRead: called once the volume's voxels are no longer needed (see
+            :func:`.surface.createSubvoxelSurface`).
         """
         if parameters.surfacePlacement == surface.SUBVOXEL:
             placed = surface.createSubvoxelSurface(
@@ -427,7 +429,7 @@ class DicomToPrintLogic:
                 threshold=threshold["minimum"] if threshold and threshold.get("levels") else None,
                 # a body's surface: halfway between the background and the tissue's level (see levels.fractionMap)
                 insideLevel=threshold["levels"]["upperLevel"] if threshold and threshold.get("levels")
-                and threshold.get("structure") == "Skin" else None)
+                and threshold.get("structure") == "Skin" else None, intensitiesRead=intensitiesRead)
             polyData = placed.polyData
             info = {"placement": surface.SUBVOXEL, "insideLevel": round(placed.insideLevel, 1),
                     "outsideLevel": round(placed.outsideLevel, 1), "insideLevelSource": placed.insideLevelSource,
@@ -568,13 +570,22 @@ class DicomToPrintLogic:
 
                     t = begin("surface", "Creating the closed surface" + ("s" if len(segments) > 1 else ""))
                     meshes = {}
+
+                    def releaseVoxels():  # the largest array, freed before the last surface is made
+                        inputFingerprint.result()
+                        image = volume.GetImageData()
+                        volume.SetAndObserveImageData(None)
+                        image.ReleaseData()  # the display node's pipeline holds the image itself too
+
                     for segmentResult in segments:
+                        last = segmentResult is segments[-1] and not keepNodes
                         polyData, segmentResult.surface, log = self.createSurface(
-                            segmentationNode, segmentResult.segmentId, volume, parameters, segmentResult.threshold)
+                            segmentationNode, segmentResult.segmentId, volume, parameters, segmentResult.threshold,
+                            intensitiesRead=releaseVoxels if last else None)
                         segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
                         segmentResult.repair = {"surface": log.asDict()}
                         meshes[segmentResult.segmentId] = polyData
-                    if not keepNodes:  # the intensities are not needed again: the largest array goes now
+                    if not keepNodes:  # the node too (its voxels went once the last fraction map was made)
                         inputFingerprint.result()
                         nodes.remove(volume)
                         self.context.removeNode(volume)

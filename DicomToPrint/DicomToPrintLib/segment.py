@@ -311,11 +311,12 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
     holes = sealedCavities(grown, sliceWise)
     cavities = filled = 0
     add = grown & ~inside
-    if holes.any():
-        box = boundingBox(holes)
+    box = boundingBox(holes)
+    if box is not None:
         labeller = sitk.ConnectedComponentImageFilter()
         labeller.SetFullyConnected(True)
         labelImage = execute(labeller, _image(holes[box]))
+        del holes  # the labels hold them: one array of the box's size less at this step's peak
         labels = sitk.GetArrayViewFromImage(labelImage)
         cavities = int(labels.max())
         fill = np.ones(cavities + 1, bool)
@@ -334,9 +335,12 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
             fill = np.abs(sums / np.maximum(voxels, 1) - surrounding) > tolerance
         fill[0] = False
         filled = int(np.count_nonzero(fill))
-        add[box] |= fill[labels]
-        del labels, labelImage
-    del holes
+        addBox = add[box]
+        for k in range(0, len(labels), 16):  # slab by slab: no box-sized temporary
+            addBox[k:k + 16] |= fill[labels[k:k + 16]]
+        del labels, labelImage, addBox
+    else:
+        del holes
     # what joined on the outside (the partial-volume rim, which the surface's placement ignores) is not "filled"
     rim = add & _faceNeighbours(~(inside | add))
     return add, {"cavities": cavities, "filled": filled,
@@ -611,7 +615,8 @@ class SegmentEditor:
         reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
         # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
         box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in dims[::-1])
-        inside = whole[box].copy()  # not a view: the whole is cleared before the box is written back
+        inside = whole[box].copy()
+        del whole  # made again for the result: the steps' peaks are then one whole-volume mask lower
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
         boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
                                                                extent[2 * axis] + offset[axis]
@@ -647,15 +652,14 @@ class SegmentEditor:
             inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
             changed = True
         if changed:
-            whole[...] = False
-            whole[box] = inside
-            del inside
+            # written into an image VTK owns (Slicer may keep it in the segment): 0 around the box, the box's 0/1
             image = vtk.vtkImageData()
             image.SetExtent(extent)
-            # a copy: Slicer may keep the image in the segment, and memory numpy frees would then be read
-            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(whole.ravel().view(np.uint8), deep=True,
-                                                                       array_type=vtk.VTK_UNSIGNED_CHAR))
-            del whole
+            image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+            whole = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
+            whole.fill(0)
+            whole[box] = inside
+            del whole, inside
             modified = slicer.vtkOrientedImageData()
             modified.ShallowCopy(image)
             modified.SetGeometryFromImageToWorldMatrix(matrix)

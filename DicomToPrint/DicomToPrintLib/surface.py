@@ -149,32 +149,37 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     ijkToRas = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
     spacing = np.array(volumeNode.GetSpacing())
     directions = ijkToRas[:3, :3] / spacing  # unit voxel axes (RAS) as columns
-    points, triangles = pointsArray(polyData), trianglesArray(polyData)
+    points = pointsArray(polyData)
     ijk = (np.c_[points, np.ones(len(points))] @ np.linalg.inv(ijkToRas).T)[:, :3] - np.array(fraction.offset[::-1])
     normals = pointNormals(polyData)
     slope = (normals @ directions) * spacing  # how far along the normal one voxel step along each axis goes (mm)
     measured = fraction.fraction
-    base = np.clip(np.floor(ijk).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
-    weight = ijk - base
     corners = np.array(list(np.ndindex(2, 2, 2)))
-    # the tangent plane's fraction of each of the 8 voxels around the vertex
-    meshFraction = levels.voxelPlaneFractions(slope, base - ijk)
-    checkpoint()
     residual = np.zeros(len(points))
-    for index, corner in enumerate(corners):
-        voxel = base + corner
-        w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
-        residual += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction[index])
+    chunk = 1 << 17  # vertices at a time: each vertex's residual is its own, the 8 voxels' arrays stay small
+    for start in range(0, len(points), chunk):
+        checkpoint()
+        part = slice(start, start + chunk)
+        base = np.clip(np.floor(ijk[part]).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
+        weight = ijk[part] - base
+        # the tangent plane's fraction of each of the 8 voxels around the vertex
+        meshFraction = levels.voxelPlaneFractions(slope[part], base - ijk[part])
+        for index, corner in enumerate(corners):
+            voxel = base + corner
+            w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
+            residual[part] += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction[index])
     # depth of a voxel along the normal: its volume over the area of the surface it contains
     depth = 1.0 / np.maximum((np.abs(normals @ directions) / spacing).sum(axis=1), 1e-9)
-    return polyDataFromArrays(points + (residual * depth)[:, None] * normals, triangles)
+    points += (residual * depth)[:, None] * normals
+    del ijk, slope, residual, depth, normals
+    return polyDataFromArrays(points, trianglesArray(polyData))
 
 
 def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothingFactor: float = 0.2,
                           preserveVolume: bool = False, refine: bool = True, hollowWallMm: float = 0.0,
                           hollowMode: str = levels.OUTSIDE_SURFACE,
                           drainHoleDiameterMm: float = 0.0, threshold: float | None = None,
-                          insideLevel: float | None = None) -> SubvoxelSurface:
+                          insideLevel: float | None = None, intensitiesRead=None) -> SubvoxelSurface:
     """The segment's surface placed from the intensities of the volume (local ISO-50), see the module's text.
 
     The fraction map goes into a temporary segmentation (no node in the scene) as a fractional labelmap and is
@@ -194,12 +199,19 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     :param threshold: the lower threshold that found the object (see :func:`.levels.fractionMap`).
     :param insideLevel: the level inside the object, where it is not to be measured locally (see
         :func:`.levels.fractionMap`).
+    :param intensitiesRead: called with no arguments once the volume's voxels are no longer needed (the
+        fraction map is made), e.g. to free them before the surface is made (its geometry is still used).
     :return: the surface (RAS) and how it was placed.
     """
-    values = segment.volumeArray(volumeNode)
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
-    fraction = levels.fractionMap(values, mask, volumeNode.GetSpacing(), threshold=threshold,
-                                  insideLevel=insideLevel)
+    box = levels.boundingBox(mask, margin=levels.fractionMargin(volumeNode.GetSpacing()))
+    if box is None:
+        raise ValueError(f"Segment '{segmentId}' is empty")
+    mask = mask[box].copy()  # the object's part only: the whole volume's mask goes before the fractions
+    # no reference to the voxels is kept here: the fraction map lets them go as soon as it can
+    fraction = levels.fractionMap(segment.volumeArray(volumeNode)[box], mask, volumeNode.GetSpacing(),
+                                  threshold=threshold, insideLevel=insideLevel, offset=tuple(s.start for s in box),
+                                  valuesRead=intensitiesRead)
     del mask
     checkpoint()
     measured, hollow = fraction, None
@@ -241,6 +253,9 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         value = 0.5
         contour(value)
     polyData = surfaces[value]
+    # the fractional labelmap and the other contours, before the refinement allocates
+    surfaces.clear()
+    segmentation.RemoveAllSegments()
     checkpoint()
     if refine and hollow is None:  # the inner wall of a hollow has no measured partial volumes to match
         polyData = refinePartialVolume(polyData, measured, volumeNode)

@@ -263,6 +263,31 @@ class DicomToPrintSegmentTest(unittest.TestCase):
                     total, np.where(ring, values, 0)[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
                 np.testing.assert_array_equal(count, ring[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
 
+    def test_fractionMapOfTheObjectsSurroundingsEqualsThatOfTheWholeVolume(self):
+        # the surface step passes only the box around the object (fractionMargin voxels wider) and frees the
+        # volume once the levels are read: the same fractions, at the same place, as from the whole volume
+        rng = np.random.default_rng(11)
+        k, j, i = np.mgrid[:60, :70, :64]
+        radius = np.sqrt(((k - 30) * 1.5) ** 2 + ((j - 38) * 0.8) ** 2 + ((i - 30) * 0.8) ** 2)
+        values = np.where(radius < 12.0, 1000, 40) + rng.normal(0, 20, radius.shape)
+        values = sitk.GetArrayFromImage(sitk.DiscreteGaussian(sitk.GetImageFromArray(values), 1.0)).astype(np.int16)
+        mask = values >= 520
+        spacing = (0.8, 0.8, 1.5)
+        whole = levels.fractionMap(values, mask, spacing, threshold=520)
+        box = levels.boundingBox(mask, margin=levels.fractionMargin(spacing))
+        self.assertGreater(box[0].start, 0)  # a part of the volume, not all of it
+        read = []
+        part = levels.fractionMap(values[box], mask[box], spacing, threshold=520,
+                                  offset=tuple(s.start for s in box), valuesRead=lambda: read.append(True))
+        self.assertEqual(read, [True])
+        self.assertEqual(part.offset, whole.offset)
+        np.testing.assert_array_equal(part.fraction, whole.fraction)
+        self.assertEqual((part.unclippedSum, part.insideLevel, part.outsideLevel),
+                         (whole.unclippedSum, whole.insideLevel, whole.outsideLevel))
+        # and the fractions add up to the voxels of the sphere before the blur and noise (within 1 %)
+        drawn = int((radius < 12.0).sum())
+        self.assertLess(abs(whole.unclippedSum - drawn) / drawn, 0.01)
+
     def test_iso50IsHalfwayBetweenSoftTissueAndBone(self):
         rng = np.random.default_rng(3)
         # air, soft tissue and bone in proportions like a head CT, with noise
