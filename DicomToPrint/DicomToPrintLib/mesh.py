@@ -18,6 +18,7 @@ consistent without "auto orient" (which turns cavities outwards).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ from .meshdata import (
     trianglesArray,
     triangleVolumes,
 )
-from .runtime import checkpoint, update
+from .runtime import HelperProcess, checkpoint, logger, pythonExecutable, update
 
 
 def _run(algorithm, polyData) -> vtk.vtkPolyData:
@@ -490,6 +491,77 @@ def simplificationMethod() -> str:
     return FAST_SIMPLIFICATION
 
 
+#: fast-simplification's aggressiveness (its default): higher is faster and further from the surface.
+SIMPLIFICATION_AGGRESSIVENESS = 7
+
+
+class Simplification:
+    """A simplification (:func:`simplify`) started now, its mesh from :meth:`result`.
+
+    fast-simplification runs in a process of its own (see :mod:`.simplifyworker`): this one goes on meanwhile
+    (the decimation builds its reference surface), a cancel stops it at once, and its memory is given back when
+    it ends. Where no Python interpreter can be started, ``inProcess`` is asked, or the method is VTK's, it runs
+    in :meth:`result`. The same mesh either way.
+    """
+
+    def __init__(self, polyData, targetTriangles: int, method: str | None = None, inProcess: bool = False):
+        if targetTriangles <= 0:
+            raise ValueError(f"Target triangle count must be positive (got {targetTriangles})")
+        self.polyData, self.targetTriangles = polyData, int(targetTriangles)
+        self.method = method or simplificationMethod()
+        self.helper = None
+        if self.method == FAST_SIMPLIFICATION and polyData.GetNumberOfPolys() > targetTriangles:
+            python = None if inProcess else pythonExecutable()
+            if python is not None:
+                points, faces = self._arrays()
+                header = np.array([len(points), len(faces), self.targetTriangles, SIMPLIFICATION_AGGRESSIVENESS],
+                                  np.int64)
+                worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simplifyworker.py")
+                # from -c, not as a script: a script's folder (this package's) would go first on the child's
+                # path, as would the working folder ('') with -c
+                command = [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
+                           f"runpy.run_path({worker!r}, run_name='__main__')"]
+                try:
+                    self.helper = HelperProcess(command, header.tobytes() + points.tobytes() + faces.tobytes(),
+                                                "fast-simplification")
+                except OSError as error:
+                    logger.warning("fast-simplification runs in this process (%s could not be started: %s)",
+                                   python, error)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.ascontiguousarray(pointsArray(self.polyData), np.float64),
+                np.ascontiguousarray(trianglesArray(self.polyData), np.int32))
+
+    def result(self) -> vtk.vtkPolyData:
+        """The simplified mesh (waits for it, cancellably)."""
+        if self.helper is not None:
+            output = self.helper.result()
+            count = np.frombuffer(output[:16], np.int64)
+            split = 16 + 24 * int(count[0])
+            return polyDataFromArrays(np.frombuffer(output[16:split], np.float64).reshape(-1, 3),
+                                      np.frombuffer(output[split:], np.int32).reshape(-1, 3))
+        if self.polyData.GetNumberOfPolys() <= self.targetTriangles:
+            output = vtk.vtkPolyData()
+            output.ShallowCopy(self.polyData)
+            return output
+        if self.method == FAST_SIMPLIFICATION:
+            import fast_simplification
+
+            return polyDataFromArrays(*fast_simplification.simplify(
+                *self._arrays(), target_count=self.targetTriangles, agg=SIMPLIFICATION_AGGRESSIVENESS))
+        quadric = vtk.vtkQuadricDecimation()
+        quadric.SetTargetReduction(1.0 - self.targetTriangles / self.polyData.GetNumberOfPolys())
+        quadric.VolumePreservationOn()
+        # Attribute arrays (normals) are recomputed after decimation; carrying them along slows the quadrics down.
+        quadric.AttributeErrorMetricOff()
+        return _run(quadric, self.polyData)
+
+    def stop(self) -> None:
+        """Stop the helper process, if any (when its result is no longer wanted)."""
+        if self.helper is not None:
+            self.helper.stop()
+
+
 def simplify(polyData, targetTriangles: int, method: str | None = None) -> vtk.vtkPolyData:
     """Reduce to about ``targetTriangles`` triangles by quadric edge collapses. The result may be open or cross
     itself in a few places: :func:`decimateClosed` repairs and checks it.
@@ -498,26 +570,7 @@ def simplify(polyData, targetTriangles: int, method: str | None = None) -> vtk.v
     :param targetTriangles: wanted number of triangles (> 0); nothing is done when the mesh has no more.
     :param method: FAST_SIMPLIFICATION or VTK_QUADRIC; default :func:`simplificationMethod`.
     """
-    if targetTriangles <= 0:
-        raise ValueError(f"Target triangle count must be positive (got {targetTriangles})")
-    triangles = polyData.GetNumberOfPolys()
-    if triangles <= targetTriangles:
-        output = vtk.vtkPolyData()
-        output.ShallowCopy(polyData)
-        return output
-    method = method or simplificationMethod()
-    if method == FAST_SIMPLIFICATION:
-        import fast_simplification
-
-        points, faces = fast_simplification.simplify(pointsArray(polyData), trianglesArray(polyData).astype(np.int32),
-                                                     target_count=int(targetTriangles))
-        return polyDataFromArrays(points, faces)
-    quadric = vtk.vtkQuadricDecimation()
-    quadric.SetTargetReduction(1.0 - targetTriangles / triangles)
-    quadric.VolumePreservationOn()
-    # Attribute arrays (normals) are recomputed after decimation; carrying them along slows the quadrics down.
-    quadric.AttributeErrorMetricOff()
-    return _run(quadric, polyData)
+    return Simplification(polyData, targetTriangles, method).result()
 
 
 #: A decimated mesh further than this from the surface it was made from is not kept (mm): a repair that closed a
@@ -550,9 +603,13 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
             break
         info["attempts"] = attempt
         # a little below the target: refining crossings adds a few triangles, and the target is a maximum
-        simplified = simplify(polyData, max(4, int(target * 0.998)), method)
+        simplification = Simplification(polyData, max(4, int(target * 0.998)), method)
+        try:  # the reference surface is built while a helper process simplifies
+            reference = reference or ReferenceSurface(polyData)
+            simplified = simplification.result()
+        finally:
+            simplification.stop()
         checkpoint()
-        reference = reference or ReferenceSurface(polyData)
         candidate, log = repair(simplified, minimumShellVolumeMm3, final=True, reference=reference)
         if not isPrintable(candidate, log):
             info["rejected"].append(f"{target} triangles: {log.defectsLeft} defects left after {log.rounds} rounds "

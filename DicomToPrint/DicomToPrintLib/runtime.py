@@ -216,6 +216,85 @@ def releaseFreedMemory() -> None:
 _mallocTrim = None
 
 
+def pythonExecutable() -> str | None:
+    """The Python interpreter to run a helper script with, in the same environment: the application's
+    PythonSlicer inside Slicer (its own executable is the application; Slicer's pip_install finds it the same
+    way), else this interpreter. None where there is none."""
+    import shutil
+    import sys
+
+    if isSlicerApplication():
+        return shutil.which("PythonSlicer")
+    return sys.executable or None
+
+
+class HelperProcess:
+    """A helper process, started at once: ``data`` goes to its standard input while this one goes on; its
+    standard output comes back from :meth:`result`, which waits cancellably. A cancel (or any error) while
+    waiting stops it at once.
+
+    :param what: what the process does, for the error message.
+    :raises OSError: when the process cannot be started.
+    """
+
+    def __init__(self, command: list[str], data: bytes, what: str):
+        import subprocess
+        import threading
+
+        self.what = what
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+        self.received = {}
+        # one thread per stream: a process that writes while it reads must never wait on this one
+        self.threads = [threading.Thread(target=self._send, args=(data,), daemon=True),
+                        threading.Thread(target=self._receive, args=("output", self.process.stdout), daemon=True),
+                        threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.process.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError):  # it ended or was stopped: its exit code says why
+            pass
+        finally:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+
+    def _receive(self, name: str, stream) -> None:
+        self.received[name] = stream.read()
+
+    def stop(self) -> None:
+        """Stop the process if it still runs (its pipes close, the threads end)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for thread in self.threads:
+            thread.join()
+
+    def result(self) -> bytes:
+        """Its standard output, once it has ended; within :func:`cancellable` the progress callback is asked
+        every :data:`CHECKPOINT_INTERVAL` seconds meanwhile.
+
+        :raises RuntimeError: when it failed (with the last line it wrote on its standard error).
+        """
+        try:
+            for thread in self.threads:
+                while thread.is_alive():
+                    thread.join(CHECKPOINT_INTERVAL / 2)
+                    checkpoint()
+            self.process.wait()
+        finally:
+            self.stop()
+        if self.process.returncode != 0:
+            lines = self.received.get("errors", b"").decode(errors="replace").strip().splitlines()
+            raise RuntimeError(f"{self.what} failed (exit code {self.process.returncode}): "
+                               f"{lines[-1] if lines else 'no message'}")
+        return self.received["output"]
+
+
 def checkChoice(what: str, value, choices) -> None:
     """Raise ValueError naming the setting, the value and the allowed choices."""
     if value not in choices:

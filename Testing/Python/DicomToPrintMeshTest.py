@@ -238,6 +238,38 @@ class DicomToPrintMeshTest(unittest.TestCase):
         same, info, _ = mesh.decimateClosed(hollow, before.triangles + 1)
         self.assertEqual((same.GetNumberOfPolys(), info["decimated"]), (before.triangles, False))
 
+    def test_simplificationInAHelperProcessIsTheSameAsInThisOne(self):
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=120), reversed_(sphere(6.0, resolution=120))))
+        target = hollow.GetNumberOfPolys() // 8
+        apart = mesh.Simplification(hollow, target)
+        self.assertIsNotNone(apart.helper)  # a plain Python install can always start its own interpreter
+        here = mesh.Simplification(hollow, target, inProcess=True)
+        self.assertIsNone(here.helper)
+        a, b = apart.result(), here.result()
+        self.assertEqual(apart.helper.process.returncode, 0)
+        np.testing.assert_array_equal(meshdata.pointsArray(a), meshdata.pointsArray(b))
+        np.testing.assert_array_equal(meshdata.trianglesArray(a), meshdata.trianglesArray(b))
+        self.assertLessEqual(a.GetNumberOfPolys(), target)
+        self.assertGreater(a.GetNumberOfPolys(), 0.95 * target)
+
+    def test_aCancelStopsTheHelperProcessAtOnce(self):
+        import time
+
+        from DicomToPrintLib import runtime
+
+        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
+        runtime.CHECKPOINT_INTERVAL = 0.0
+        surface = sphere(10.0, resolution=1000)  # ~2 M triangles: seconds of work for the helper
+        with runtime.cancellable(lambda text, percent: True) as callback:
+            simplification = mesh.Simplification(surface, 1000)
+            started = time.monotonic()
+            self.assertTrue(callback("Decimating", 50.0))  # the step begins (and Cancel is already pressed)
+            with self.assertRaisesRegex(runtime.ProcessingCancelled, "Cancelled at: Decimating"):
+                simplification.result()
+            self.assertLess(time.monotonic() - started, 1.0)
+        self.assertIsNotNone(simplification.helper.process.returncode)  # ended, not left running
+        self.assertLess(simplification.helper.process.returncode, 0)  # by the kill, not by finishing
+
     def test_perTriangleMeasuresInChunksAreTheWholeArraysFormulas(self):
         s = sphere(resolution=40)
         points, triangles = meshdata.pointsArray(s), meshdata.trianglesArray(s)
