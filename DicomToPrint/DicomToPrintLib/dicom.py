@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+import slicer
 import vtk
 from pydicom.errors import InvalidDicomError
 from vtk.util import numpy_support
 
-from .runtime import DicomToPrintError, SlicerContext, capturedVtkMessages, reportProgress
+from .runtime import DicomToPrintError, SlicerContext, capturedVtkMessages, reportProgress, updateAside
 
 #: Modalities DicomToPrint turns into models; others are listed but not picked by default.
 VOLUME_MODALITIES = ("CT", "MR")
@@ -615,6 +616,34 @@ def _narrowToInt16(volumeNode) -> None:
     volumeNode.SetAttribute(READ_AS_ATTRIBUTE, readAs)
 
 
+def _readSlices(ordered: list) -> tuple:
+    """The slices' voxels and RAS-to-IJK matrix as Slicer's volume storage node reads a DICOM series (its
+    vtkITKArchetypeImageSeriesScalarReader with the same settings, the image moved to origin 0, spacing 1 and
+    the geometry into the matrix), read aside so that a Cancel is answered while it reads (one call of 1.5 s at
+    300 slices, 4 s at 1000). (None, None) when nothing could be read.
+    """
+    reader = slicer.vtkITKArchetypeImageSeriesScalarReader()
+    reader.SetArchetype(ordered[0].path)
+    for plane in ordered:
+        reader.AddFileName(plane.path)
+    reader.SetSingleFile(0)
+    reader.SetUseOrientationFromFile(1)
+    reader.SetOutputScalarTypeToNative()
+    reader.SetDesiredCoordinateOrientationToNative()
+    reader.SetUseNativeOriginOn()
+    updateAside(reader)
+    output = reader.GetOutput()
+    if output is None or output.GetPointData().GetScalars() is None or output.GetNumberOfPoints() == 0:
+        return None, None
+    image = vtk.vtkImageData()
+    image.ShallowCopy(output)
+    image.SetOrigin(0.0, 0.0, 0.0)
+    image.SetSpacing(1.0, 1.0, 1.0)
+    rasToIjk = vtk.vtkMatrix4x4()
+    rasToIjk.DeepCopy(reader.GetRasToIjkMatrix())
+    return image, rasToIjk
+
+
 def fingerprint(volumeNode) -> str:
     """SHA-256 of the loaded voxels and their geometry: identifies the data, says nothing of the patient (no
     UIDs, names or dates go in), and is the same however the files were named or ordered on disk.
@@ -693,14 +722,15 @@ def loadSeries(series: DicomSeries, context: SlicerContext, volumeName: str = "D
         _setVolume(volumeNode, voxels, ijkToLps)
         volumeNode.CreateDefaultDisplayNodes()
     else:
-        fileList = vtk.vtkStringArray()
-        for plane in ordered:
-            fileList.InsertNextValue(plane.path)
         with capturedVtkMessages() as messages:
-            volumeNode = context.volumesLogic.AddArchetypeVolume(first.path, volumeName, 0, fileList)
-        if volumeNode is None or volumeNode.GetImageData() is None:
+            image, rasToIjk = _readSlices(ordered)
+        if image is None:
             detail = "; ".join(messages.errors) or "Slicer's reader returned no image"
             raise DicomToPrintError(f"{_where(series)}: the series could not be read ({detail})")
+        volumeNode = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", volumeName)
+        volumeNode.SetRASToIJKMatrix(rasToIjk)
+        volumeNode.SetAndObserveImageData(image)
+        volumeNode.CreateDefaultDisplayNodes()
         dims = volumeNode.GetImageData().GetDimensions()
         if dims != (first.columns, first.rows, len(ordered)):
             context.removeNode(volumeNode)

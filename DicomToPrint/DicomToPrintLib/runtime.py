@@ -399,6 +399,31 @@ def update(algorithm) -> None:
         raise stopped[0]
 
 
+def updateAside(algorithm) -> None:
+    """``algorithm.Update()`` in a thread of its own while this one asks the progress callback, within
+    :func:`cancellable`: for a filter that cannot be stopped from its progress events (Slicer's ITK series
+    reader reports progress but does not look at AbortExecute, so a cancel would wait for the whole read).
+
+    VTK's Update gives Python's lock up while it runs, so the callback is asked every
+    :data:`CHECKPOINT_INTERVAL` seconds. On a cancel the filter is asked to abort and left to finish in its
+    thread; the caller does not use its output.
+    """
+    import threading
+
+    if _activeProgress.get() is None:
+        algorithm.Update()
+        return
+    worker = threading.Thread(target=algorithm.Update, name=f"{algorithm.GetClassName()}.Update", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(CHECKPOINT_INTERVAL / 2)
+            checkpoint()
+    except BaseException:  # a cancel, Ctrl-C included
+        algorithm.SetAbortExecute(1)
+        raise
+
+
 def execute(itkFilter, *images):
     """``itkFilter.Execute(*images)`` for a SimpleITK filter object, cancellable like :func:`update`.
 

@@ -234,6 +234,43 @@ class DicomToPrintPipelineTest(unittest.TestCase):
         self.assertEqual(runtime.execute(sitk.ConnectedComponentImageFilter(),
                                          sitk.Image(20, 20, 10, sitk.sitkUInt8)).GetSize(), (20, 20, 10))
 
+    def test_aCancelIsAnsweredWhileAFilterRunsAside(self):
+        """runtime.updateAside: the callback is asked while the filter still runs in its thread (Slicer's series
+        reader, which cannot be stopped from its progress events), and the cancel is raised at once."""
+        import threading
+        import time
+
+        import vtk
+
+        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
+        runtime.CHECKPOINT_INTERVAL = 0.0
+        source = vtk.vtkImageNoiseSource()
+        source.SetWholeExtent(0, 299, 0, 299, 0, 299)
+        smooth = vtk.vtkImageGaussianSmooth()  # about a second of work on this machine
+        smooth.SetInputConnection(source.GetOutputPort())
+        running = []
+
+        def cancel(text, percent):
+            running.append(any(t.name == "vtkImageGaussianSmooth.Update" for t in threading.enumerate()))
+            return len(running) > 1
+
+        with runtime.cancellable(cancel) as callback:
+            callback("Smoothing", 10.0)
+            started = time.monotonic()
+            with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Smoothing"):
+                runtime.updateAside(smooth)
+            self.assertLess(time.monotonic() - started, 0.5)
+        self.assertEqual(running, [False, True])  # asked (and cancelled) while the filter was still running
+        # cancelling a load in its reading leaves no node behind
+        before = self.logic.context.scene.GetNumberOfNodes()
+        asked = []
+        series = self.logic.findSeries(testing.phantomSeries("shell")).selectSeries()
+        with runtime.cancellable(lambda text, percent: asked.append(text) or len(asked) > 1) as callback:
+            with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Loading 80 slices"):
+                self.logic.loadSeries(series, progressCallback=callback)
+        self.assertEqual(asked, ["Loading 80 slices"] * 2)
+        self.assertEqual(self.logic.context.scene.GetNumberOfNodes(), before)
+
     def test_nodesStayOnlyWhenAsked(self):
         before = self.logic.context.scene.GetNumberOfNodes()
         result, _ = self.run_("shell", "kept", keepNodes=True)
