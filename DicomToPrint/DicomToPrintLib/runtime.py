@@ -282,9 +282,7 @@ class HelperProcess:
         """
         try:
             for thread in self.threads:
-                while thread.is_alive():
-                    thread.join(CHECKPOINT_INTERVAL / 2)
-                    checkpoint()
+                _joinCancellably(thread)
             self.process.wait()
         finally:
             self.stop()
@@ -399,6 +397,13 @@ def update(algorithm) -> None:
         raise stopped[0]
 
 
+def _joinCancellably(thread) -> None:
+    """Wait for a thread to end, asking the progress callback (:func:`checkpoint`) every half interval."""
+    while thread.is_alive():
+        thread.join(CHECKPOINT_INTERVAL / 2)
+        checkpoint()
+
+
 def updateAside(algorithm) -> None:
     """``algorithm.Update()`` in a thread of its own while this one asks the progress callback, within
     :func:`cancellable`: for a filter that cannot be stopped from its progress events (Slicer's ITK series
@@ -416,9 +421,7 @@ def updateAside(algorithm) -> None:
     worker = threading.Thread(target=algorithm.Update, name=f"{algorithm.GetClassName()}.Update", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(CHECKPOINT_INTERVAL / 2)
-            checkpoint()
+        _joinCancellably(worker)
     except BaseException:  # a cancel, Ctrl-C included
         algorithm.SetAbortExecute(1)
         raise
