@@ -72,6 +72,7 @@ def softwareVersions() -> dict:
         "pydicom": pydicom.__version__,
         "numpy": numpy.__version__,
         "fast-simplification": _distributionVersion("fast-simplification") or "not installed (VTK's decimation)",
+        "embreex": _distributionVersion("embreex") or "not installed (VTK's ray casts)",
         "python": platform.python_version(),
     }
 

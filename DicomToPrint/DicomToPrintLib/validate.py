@@ -31,21 +31,68 @@ from .meshdata import (
 )
 from .runtime import checkpoint
 
+#: Ray casters for the wall thickness: Embree (Intel's, through embreex) where it is installed, else VTK's cell
+#: locator. Embree casts in single precision; rays it ends within SELF_HIT_GUARD_MM of their start, where that
+#: matters, are cast again by VTK.
+EMBREE, VTK_LOCATOR = "embree", "vtk"
 
-def wallThickness(polyData, maximumMm: float = 20.0) -> np.ndarray:
+#: Embree hits closer than this (mm) to the ray's start are cast again with VTK: in single precision a ray that
+#: starts 0.1 micrometre inside can touch a triangle next to its own vertex (3 of 149,604 vertices on the skull CT).
+SELF_HIT_GUARD_MM = 0.05
+
+
+def rayCaster() -> str:
+    """The ray caster :func:`wallThickness` uses by default: EMBREE where embreex is installed (Linux and Windows
+    on x86-64: the plain-Python install has it), else VTK_LOCATOR (the same thicknesses, about 6x slower)."""
+    try:
+        import embreex.mesh_construction  # noqa: F401
+    except ImportError:
+        return VTK_LOCATOR
+    return EMBREE
+
+
+def wallThickness(polyData, maximumMm: float = 20.0, method: str | None = None) -> np.ndarray:
     """Wall thickness at every vertex: distance along the inward normal to the first wall hit.
 
     :param maximumMm: rays stop here; vertices with no wall within it get NaN (thick enough to not matter).
+    :param method: EMBREE or VTK_LOCATOR; default :func:`rayCaster`. They agree to within 0.001 mm (a test
+        compares them on the skull CT's model).
     """
     points = pointsArray(polyData)
     if len(points) == 0:
         return np.zeros(0)
     normals = pointNormals(polyData)
+    start = 1e-4  # mm: begin just inside, so the ray does not hit the vertex's own triangles
+    if (method or rayCaster()) == EMBREE:
+        thickness = _embreeThickness(points, trianglesArray(polyData), normals, start, maximumMm)
+        again = np.flatnonzero(thickness < SELF_HIT_GUARD_MM)
+    else:
+        thickness, again = np.full(len(points), np.nan), np.arange(len(points))
+    checkpoint()
+    if len(again):
+        thickness[again] = _vtkThickness(polyData, points[again], normals[again], start, maximumMm)
+    return thickness
+
+
+def _embreeThickness(points, triangles, normals, start: float, maximumMm: float) -> np.ndarray:
+    import embreex.mesh_construction
+    import embreex.rtcore_scene
+
+    # single precision about the middle, so that a model far from the scanner's origin loses no digits
+    middle = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    scene = embreex.rtcore_scene.EmbreeScene(robust=True)  # robust: no ray slips between two triangles
+    embreex.mesh_construction.TriangleMesh(scene, (points - middle).astype(np.float32),
+                                           np.ascontiguousarray(triangles, np.int32))
+    hits = scene.run(((points - middle) - start * normals).astype(np.float32), (-normals).astype(np.float32),
+                     dists=np.full(len(points), maximumMm - start, np.float32), output=1)
+    return np.where(hits["primID"] >= 0, start + hits["tfar"].astype(np.float64), np.nan)
+
+
+def _vtkThickness(polyData, points, normals, start: float, maximumMm: float) -> np.ndarray:
     locator = vtk.vtkStaticCellLocator()
     locator.SetDataSet(polyData)
     locator.BuildLocator()
     thickness = np.full(len(points), np.nan)
-    start = 1e-4  # mm: begin just inside, so the ray does not hit the vertex's own triangles
     parameter, position, parametric = vtk.reference(0.0), [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
     subId, cellId, cell = vtk.reference(0), vtk.reference(0), vtk.vtkGenericCell()
     # Python lists and one reused cell: a tenth less per ray than numpy rows and a cell made in every call

@@ -294,6 +294,20 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual(result.GetNumberOfPolys(), hollow.GetNumberOfPolys())
         self.assertTrue(mesh.isPrintable(result, log))
 
+    @unittest.skipUnless(validate.rayCaster() == validate.EMBREE, "embreex is not installed: VTK casts every ray")
+    def test_wallThicknessByEmbreeIsVtks(self):
+        # the same rays in single precision: every vertex gets VTK's thickness to a micrometre, and no ray that
+        # misses (a vertex whose opposite wall is further than 20 mm, NaN) hits in the other
+        hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))), final=True)
+        # two balls far apart: across the 18 mm one every ray hits; across the 24 mm one none does within 20 mm
+        balls, _ = mesh.repair(append(sphere(9.0, resolution=64), sphere(12.0, (50.0, 0.0, 0.0), 64)), final=True)
+        for model in (hollow, balls):
+            byVtk = validate.wallThickness(model, method=validate.VTK_LOCATOR)
+            byEmbree = validate.wallThickness(model, method=validate.EMBREE)
+            np.testing.assert_array_equal(np.isnan(byEmbree), np.isnan(byVtk))
+            self.assertLess(np.nanmax(np.abs(byEmbree - byVtk)), 0.001)
+        self.assertEqual(int(np.count_nonzero(np.isnan(byVtk))), balls.GetNumberOfPoints() // 2)
+
     def test_wallThicknessAndBuildVolume(self):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=96), reversed_(sphere(6.0, resolution=96))), final=True)
         thickness = validate.wallThickness(hollow)

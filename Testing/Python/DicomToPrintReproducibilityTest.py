@@ -45,7 +45,8 @@ class DicomToPrintReproducibilityTest(unittest.TestCase):
         with open(result.reportPath) as f:
             report = json.load(f)
         self.assertEqual(set(report["software"]), {"dicomtoprint", "slicer", "vtk", "itk (SimpleITK)", "simpleitk",
-                                                   "pydicom", "numpy", "fast-simplification", "python"})
+                                                   "pydicom", "numpy", "fast-simplification", "embreex",
+                                                   "python"})
         self.assertRegex(report["software"]["slicer"], r"^(Slicer|slicer-core) \d+\.\d+")
         self.assertEqual(report["parameters"], DicomToPrintParameters(targetTriangles=20000).asDict())
         self.assertRegex(report["segments"][0]["threshold"]["reason"],
