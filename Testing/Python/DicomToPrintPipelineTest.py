@@ -150,8 +150,8 @@ class DicomToPrintPipelineTest(unittest.TestCase):
         table = result.reportTableNode
         self.assertEqual(table.GetCellText(0, 0), "Printable")
         self.assertEqual(table.GetCellText(0, 2), "pass")
-        # 13 checks, then the provenance: threshold, input fingerprint, the two file hashes, 9 software versions
-        self.assertEqual(table.GetNumberOfRows(), 13 + 2 + 2 + 9)
+        # 13 checks, then the provenance: threshold, input fingerprint, the two file hashes, 10 software versions
+        self.assertEqual(table.GetNumberOfRows(), 13 + 2 + 2 + 10)
         self.assertEqual(table.GetCellText(14, 0), "Input fingerprint (SHA-256)")
         self.assertEqual(table.GetCellText(14, 1), result.inputFingerprint)
 
