@@ -234,11 +234,13 @@ class HelperProcess:
     standard output comes back from :meth:`result`, which waits cancellably. A cancel (or any error) while
     waiting stops it at once.
 
+    :param data: bytes (or buffers, written one after the other) for its standard input; None to send them
+        later with :meth:`send` (the process starts, and imports what it needs, meanwhile).
     :param what: what the process does, for the error message.
     :raises OSError: when the process cannot be started.
     """
 
-    def __init__(self, command: list[str], data: bytes, what: str):
+    def __init__(self, command: list[str], data, what: str):
         import subprocess
         import threading
 
@@ -247,15 +249,25 @@ class HelperProcess:
                                         stderr=subprocess.PIPE)
         self.received = {}
         # one thread per stream: a process that writes while it reads must never wait on this one
-        self.threads = [threading.Thread(target=self._send, args=(data,), daemon=True),
-                        threading.Thread(target=self._receive, args=("output", self.process.stdout), daemon=True),
+        self.threads = [threading.Thread(target=self._receive, args=("output", self.process.stdout), daemon=True),
                         threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]
         for thread in self.threads:
             thread.start()
+        if data is not None:
+            self.send(*(data if isinstance(data, (list, tuple)) else [data]))
 
-    def _send(self, data: bytes) -> None:
+    def send(self, *buffers) -> None:
+        """Write ``buffers`` to its standard input, in a thread, then close it (once only)."""
+        import threading
+
+        sender = threading.Thread(target=self._send, args=(buffers,), daemon=True)
+        self.threads.append(sender)
+        sender.start()
+
+    def _send(self, buffers) -> None:
         try:
-            self.process.stdin.write(data)
+            for data in buffers:
+                self.process.stdin.write(data)
         except (BrokenPipeError, ValueError, OSError):  # it ended or was stopped: its exit code says why
             pass
         finally:
