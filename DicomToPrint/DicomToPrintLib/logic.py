@@ -412,7 +412,7 @@ class DicomToPrintLogic:
         return segmentationNode, segmentId, islands
 
     def createSurface(self, segmentationNode, segmentId: str, volumeNode, parameters: DicomToPrintParameters,
-                      threshold: dict | None = None, intensitiesRead=None):
+                      threshold: dict | None = None, intensitiesRead=None, conversion=None):
         """Closed surface (RAS), repaired, with the parts the Islands setting keeps. Returns (vtkPolyData, surface
         info, repair log).
 
@@ -420,6 +420,7 @@ class DicomToPrintLogic:
             the level inside on voxels above its minimum.
         :param intensitiesRead: called once the volume's voxels are no longer needed (see
             :func:`.surface.createSubvoxelSurface`).
+        :param conversion: a :class:`.surface.SurfaceConversion` started earlier, for the sub-voxel surface.
         """
         if parameters.surfacePlacement == surface.SUBVOXEL:
             placed = surface.createSubvoxelSurface(
@@ -429,7 +430,8 @@ class DicomToPrintLogic:
                 threshold=threshold["minimum"] if threshold and threshold.get("levels") else None,
                 # a body's surface: halfway between the background and the tissue's level (see levels.fractionMap)
                 insideLevel=threshold["levels"]["upperLevel"] if threshold and threshold.get("levels")
-                and threshold.get("structure") == "Skin" else None, intensitiesRead=intensitiesRead)
+                and threshold.get("structure") == "Skin" else None, intensitiesRead=intensitiesRead,
+                conversion=conversion)
             polyData = placed.polyData
             info = {"placement": surface.SUBVOXEL, "insideLevel": round(placed.insideLevel, 1),
                     "outsideLevel": round(placed.outsideLevel, 1), "insideLevelSource": placed.insideLevelSource,
@@ -534,6 +536,7 @@ class DicomToPrintLogic:
             return started
 
         succeeded, created = False, []  # files this run has written, removed again if it fails
+        conversion = None  # Slicer's surface conversion in a helper process, started early
         with cancellable(progressCallback) as progressCallback:
             try:
                 with capturedVtkMessages() as messages:
@@ -546,6 +549,10 @@ class DicomToPrintLogic:
                     logger.info("Series: %s", seriesReport)
 
                     t = begin("load", f"Loading {series.numberOfSlices} slices")
+                    # Slicer's surface conversion gets a helper process now: it imports while this one loads and
+                    # segments (see surface.SurfaceConversion)
+                    if parameters.surfacePlacement == surface.SUBVOXEL:
+                        conversion = surface.SurfaceConversion()
                     loaded = self.loadSeries(series, progress("load"), parameters.missingSlices)
                     volume = loaded.volumeNode
                     nodes.append(volume)
@@ -581,7 +588,8 @@ class DicomToPrintLogic:
                         last = segmentResult is segments[-1] and not keepNodes
                         polyData, segmentResult.surface, log = self.createSurface(
                             segmentationNode, segmentResult.segmentId, volume, parameters, segmentResult.threshold,
-                            intensitiesRead=releaseVoxels if last else None)
+                            intensitiesRead=releaseVoxels if last else None, conversion=conversion)
+                        conversion = None  # used (and stopped) by the first surface; the others start their own
                         segmentResult.surface["triangles"] = polyData.GetNumberOfPolys()
                         segmentResult.repair = {"surface": log.asDict()}
                         meshes[segmentResult.segmentId] = polyData
@@ -674,6 +682,8 @@ class DicomToPrintLogic:
                 succeeded = True
                 return result
             finally:
+                if conversion is not None:  # started, not used (a failure or a cancel before the surface)
+                    conversion.stop()
                 if not succeeded:  # cancelled or failed after writing: no model without its report
                     for path in created:
                         with contextlib.suppress(OSError):

@@ -26,7 +26,7 @@ from vtk.util import numpy_support
 
 from . import levels, segment
 from .meshdata import pointNormals, pointsArray, polyDataFromArrays, signedVolume, trianglesArray
-from .runtime import checkChoice, checkpoint
+from .runtime import HelperProcess, checkChoice, checkpoint, isSlicerApplication, logger, pythonExecutable
 
 FLYING_EDGES = "FLYING_EDGES"
 SURFACE_NETS = "SURFACE_NETS"
@@ -133,6 +133,100 @@ def _fractionalLabelmap(fraction: levels.FractionMap, volumeNode) -> slicer.vtkO
     return image
 
 
+class SurfaceConversion:
+    """Slicer's "Fractional labelmap to closed surface" rule, in a helper process started now (see
+    :mod:`.conversionworker`): it imports Slicer's segmentation core while this one makes the fraction map, and
+    while it converts, a Cancel is answered (``vtkSegmentation.CreateRepresentation`` holds Python's lock) and
+    stops it at once. Inside Slicer (whose PythonSlicer is not the application), where no interpreter can be
+    started, for a second conversion, or with ``inProcess``, the rule runs here. The same surface either way.
+    """
+
+    def __init__(self, inProcess: bool = False):
+        self.helper = None
+        python = None if inProcess or isSlicerApplication() else pythonExecutable()
+        if python is not None:
+            import os
+
+            worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conversionworker.py")
+            # from -c, not as a script: a script's folder (this package's) would go first on the child's path
+            command = [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
+                       f"runpy.run_path({worker!r}, run_name='__main__')"]
+            try:
+                self.helper = HelperProcess(command, None, "Slicer's closed surface conversion")
+            except OSError as error:
+                logger.warning("The closed surface conversion runs in this process (%s could not be started: "
+                               "%s)", python, error)
+
+    def convert(self, image, parameters: dict) -> vtk.vtkPolyData:
+        """The closed surface of the fractional labelmap ``image`` (vtkOrientedImageData with its scalar range
+        field) with the conversion ``parameters`` (names and values as text)."""
+        helper, self.helper = self.helper, None  # one conversion per process
+        if helper is None:
+            return self._convertHere(image, parameters)
+        import json
+
+        try:
+            matrix = vtk.vtkMatrix4x4()
+            image.GetImageToWorldMatrix(matrix)
+            scalarRange = image.GetFieldData().GetArray(slicer.vtkSegmentationConverter.GetScalarRangeFieldName())
+            header = json.dumps({
+                "extent": list(image.GetExtent()),
+                "imageToWorld": [matrix.GetElement(r, c) for r in range(4) for c in range(4)],
+                "scalarRange": [scalarRange.GetValue(i) for i in range(scalarRange.GetNumberOfValues())],
+                "parameters": {str(k): str(v) for k, v in parameters.items()},
+                "threads": vtk.vtkSMPTools.GetEstimatedNumberOfThreads()}).encode("utf-8")
+            voxels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())  # a view: no copy is sent
+            helper.send(np.array([len(header)], np.int64).tobytes(), header, np.ascontiguousarray(voxels).data)
+            output = helper.result()
+        finally:
+            helper.stop()
+        length = int(np.frombuffer(output[:8], np.int64)[0])
+        reply = json.loads(output[8:8 + length].decode("utf-8"))
+        at = 8 + length
+        arrays = []
+        for dtype, count, columns in ((reply["pointType"], reply["points"], 3), (np.int64, reply["cells"], 1),
+                                      (np.int64, reply["connectivity"], 1)):
+            size = np.dtype(dtype).itemsize * count * columns
+            arrays.append(np.frombuffer(output[at:at + size], dtype).reshape(count, columns) if columns > 1
+                          else np.frombuffer(output[at:at + size], dtype))
+            at += size
+        polyData = vtk.vtkPolyData()
+        points = vtk.vtkPoints()
+        points.SetData(numpy_support.numpy_to_vtk(arrays[0], deep=True))
+        polyData.SetPoints(points)
+        cells = vtk.vtkCellArray()
+        cells.SetData(numpy_support.numpy_to_vtkIdTypeArray(arrays[1], deep=True),
+                      numpy_support.numpy_to_vtkIdTypeArray(arrays[2], deep=True))
+        polyData.SetPolys(cells)
+        return polyData
+
+    @staticmethod
+    def _convertHere(image, parameters: dict) -> vtk.vtkPolyData:
+        factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+        rule = slicer.vtkFractionalLabelmapToClosedSurfaceConversionRule()
+        if rule.GetName() not in [r.GetName() for r in factory.GetConverterRules()]:
+            factory.RegisterConverterRule(rule)  # as Slicer's Segmentations logic does (none may exist yet)
+        segmentation = slicer.vtkSegmentation()
+        segmentation.SetSourceRepresentationName(FRACTIONAL_LABELMAP)
+        fractional = slicer.vtkSegment()
+        fractional.AddRepresentation(FRACTIONAL_LABELMAP, image)
+        segmentation.AddSegment(fractional, "surface")
+        for name, value in parameters.items():
+            segmentation.SetConversionParameter(name, str(value))
+        if not segmentation.CreateRepresentation(CLOSED_SURFACE, True):
+            raise RuntimeError("Slicer could not convert the fractional labelmap to a closed surface")
+        polyData = vtk.vtkPolyData()
+        polyData.DeepCopy(segmentation.GetSegment("surface").GetRepresentation(CLOSED_SURFACE))
+        segmentation.RemoveAllSegments()
+        return polyData
+
+    def stop(self) -> None:
+        """Stop the helper process, if it was not used."""
+        if self.helper is not None:
+            self.helper.stop()
+            self.helper = None
+
+
 def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> vtk.vtkPolyData:
     """Move each vertex along its normal so that the mesh's partial volumes match the measured ones.
 
@@ -179,7 +273,8 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
                           preserveVolume: bool = False, refine: bool = True, hollowWallMm: float = 0.0,
                           hollowMode: str = levels.OUTSIDE_SURFACE,
                           drainHoleDiameterMm: float = 0.0, threshold: float | None = None,
-                          insideLevel: float | None = None, intensitiesRead=None) -> SubvoxelSurface:
+                          insideLevel: float | None = None, intensitiesRead=None,
+                          conversion: SurfaceConversion | None = None) -> SubvoxelSurface:
     """The segment's surface placed from the intensities of the volume (local ISO-50), see the module's text.
 
     The fraction map goes into a temporary segmentation (no node in the scene) as a fractional labelmap and is
@@ -201,8 +296,22 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
         :func:`.levels.fractionMap`).
     :param intensitiesRead: called with no arguments once the volume's voxels are no longer needed (the
         fraction map is made), e.g. to free them before the surface is made (its geometry is still used).
+    :param conversion: a :class:`SurfaceConversion` started before (its helper process imports meanwhile);
+        used once and stopped here. Default: one started now.
     :return: the surface (RAS) and how it was placed.
     """
+    conversion = conversion or SurfaceConversion(inProcess=preserveVolume)
+    try:
+        return _subvoxelSurface(conversion, segmentationNode, segmentId, volumeNode, smoothingFactor, preserveVolume,
+                                refine, hollowWallMm, hollowMode, drainHoleDiameterMm, threshold, insideLevel,
+                                intensitiesRead)
+    finally:
+        conversion.stop()
+
+
+def _subvoxelSurface(conversion: SurfaceConversion, segmentationNode, segmentId: str, volumeNode,
+                     smoothingFactor: float, preserveVolume: bool, refine: bool, hollowWallMm: float, hollowMode: str,
+                     drainHoleDiameterMm: float, threshold, insideLevel, intensitiesRead) -> SubvoxelSurface:
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
     box = levels.boundingBox(mask, margin=levels.fractionMargin(volumeNode.GetSpacing()))
     if box is None:
@@ -223,29 +332,20 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
                                                  hollowMode, drainHoleDiameterMm)
     voxelVolume = float(np.prod(volumeNode.GetSpacing()))
     partialVolume = fraction.unclippedSum * voxelVolume
-    segmentation = slicer.vtkSegmentation()
-    segmentation.SetSourceRepresentationName(FRACTIONAL_LABELMAP)
-    fractional = slicer.vtkSegment()
-    fractional.AddRepresentation(FRACTIONAL_LABELMAP, _fractionalLabelmap(fraction, volumeNode))
-    segmentation.AddSegment(fractional, "surface")
-    segmentation.SetConversionParameter("Smoothing factor", str(smoothingFactor))
-    segmentation.SetConversionParameter("Decimation factor", "0.0")
-    # no normals: the refinement computes its own from the triangles, and every later step makes a new mesh
-    segmentation.SetConversionParameter("Compute surface normals", "0")
-    # Oversampling interpolates the fractions (which blurs thin structures) and multiplies the triangles.
-    segmentation.SetConversionParameter("Fractional labelmap oversampling factor", "1")
+    image = _fractionalLabelmap(fraction, volumeNode)
+    parameters = {
+        "Smoothing factor": str(smoothingFactor),
+        "Decimation factor": "0.0",
+        # no normals: the refinement computes its own from the triangles, and every later step makes a new mesh
+        "Compute surface normals": "0",
+        # Oversampling interpolates the fractions (which blurs thin structures) and multiplies the triangles.
+        "Fractional labelmap oversampling factor": "1"}
     surfaces = {}
 
     def contour(value: float) -> float:
-        segmentation.SetConversionParameter("Threshold fraction", repr(float(value)))
-        segmentation.RemoveRepresentation(CLOSED_SURFACE)
-        if not segmentation.CreateRepresentation(CLOSED_SURFACE, True):
-            raise RuntimeError("Slicer could not convert the fractional labelmap to a closed surface")
-        polyData = vtk.vtkPolyData()
-        polyData.DeepCopy(segmentation.GetSegment("surface").GetRepresentation(CLOSED_SURFACE))
-        surfaces[value] = polyData
+        surfaces[value] = conversion.convert(image, {**parameters, "Threshold fraction": repr(float(value))})
         checkpoint()
-        return polyData
+        return surfaces[value]
 
     if preserveVolume:
         value, _ = levels.volumePreservingFraction(lambda v: abs(signedVolume(contour(v))), partialVolume)
@@ -255,7 +355,7 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
     polyData = surfaces[value]
     # the fractional labelmap and the other contours, before the refinement allocates
     surfaces.clear()
-    segmentation.RemoveAllSegments()
+    image = None  # noqa: F841 (contour's too)
     checkpoint()
     if refine and hollow is None:  # the inner wall of a hollow has no measured partial volumes to match
         polyData = refinePartialVolume(polyData, measured, volumeNode)

@@ -270,6 +270,73 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertIsNotNone(simplification.helper.process.returncode)  # ended, not left running
         self.assertLess(simplification.helper.process.returncode, 0)  # by the kill, not by finishing
 
+    @staticmethod
+    def fractionalBall(size: int, radius: float):
+        """A fractional labelmap (Slicer's int8, -108 outside to 108 inside) of a ball, 1 mm voxels, tilted axes."""
+        import slicer
+        from vtk.util import numpy_support
+
+        from DicomToPrintLib import surface
+
+        k, j, i = np.mgrid[:size, :size, :size].astype(np.float32) - (size - 1) / 2.0
+        fraction = np.clip(radius + 0.5 - np.sqrt(i * i + j * j + k * k), 0.0, 1.0)
+        image = slicer.vtkOrientedImageData()
+        image.SetExtent(3, 3 + size - 1, 0, size - 1, 5, 5 + size - 1)
+        matrix = vtk.vtkMatrix4x4()
+        matrix.DeepCopy([0.0, -1.0, 0.0, 20.0, 1.0, 0.0, 0.0, -7.5, 0.0, 0.0, 1.0, 3.0, 0.0, 0.0, 0.0, 1.0])
+        image.SetImageToWorldMatrix(matrix)
+        voxels = np.round(fraction * 216 - 108).astype(np.int8)
+        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.ravel(), deep=True,
+                                                                   array_type=vtk.VTK_SIGNED_CHAR))
+        scalarRange = vtk.vtkDoubleArray()
+        scalarRange.SetName(slicer.vtkSegmentationConverter.GetScalarRangeFieldName())
+        scalarRange.InsertNextValue(-108)
+        scalarRange.InsertNextValue(108)
+        image.GetFieldData().AddArray(scalarRange)
+        parameters = {"Smoothing factor": "0.2", "Decimation factor": "0.0", "Compute surface normals": "0",
+                      "Fractional labelmap oversampling factor": "1", "Threshold fraction": "0.5"}
+        return surface, image, parameters
+
+    def test_surfaceConversionInAHelperProcessIsTheSameAsInThisOne(self):
+        # Slicer's rule on the same labelmap, in a helper process and here: the same points, bit for bit, and the
+        # same triangles (the pipeline's STLs are byte for byte those of the conversion in this process)
+        surface, image, parameters = self.fractionalBall(60, 20.0)
+        apart = surface.SurfaceConversion()
+        self.assertIsNotNone(apart.helper)  # a plain Python install can always start its own interpreter
+        helper = apart.helper
+        a = apart.convert(image, parameters)
+        self.assertEqual(helper.process.returncode, 0)
+        self.assertIsNone(apart.helper)  # one conversion per process: a second one runs here
+        b = surface.SurfaceConversion(inProcess=True).convert(image, parameters)
+        self.assertGreater(a.GetNumberOfPolys(), 10000)
+        self.assertEqual(a.GetPoints().GetDataType(), b.GetPoints().GetDataType())
+        np.testing.assert_array_equal(meshdata.pointsArray(a), meshdata.pointsArray(b))
+        np.testing.assert_array_equal(meshdata.trianglesArray(a), meshdata.trianglesArray(b))
+        # the ball, 20.5 mm to its 0.5 contour, where the tilted matrix puts it (centre at voxel 29.5 + extent)
+        centre = np.array([20.0 - (0 + 29.5), -7.5 + (3 + 29.5), 3.0 + (5 + 29.5)])
+        radii = np.linalg.norm(meshdata.pointsArray(a) - centre, axis=1)
+        self.assertLess(np.abs(radii - 20.0).max(), 0.15)
+
+    def test_aCancelStopsTheSurfaceConversionAtOnce(self):
+        import time
+
+        from DicomToPrintLib import runtime
+
+        surface, image, parameters = self.fractionalBall(200, 90.0)
+        parameters["Fractional labelmap oversampling factor"] = "3"  # 3.6 s of work for Slicer's rule here
+        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
+        runtime.CHECKPOINT_INTERVAL = 0.0
+        conversion = surface.SurfaceConversion()
+        helper = conversion.helper
+        started = time.monotonic()
+        # Cancel pressed 2 s on: the helper has imported (about a second) and is converting
+        with runtime.cancellable(lambda text, percent: time.monotonic() - started > 2.0) as callback:
+            callback("Creating the closed surface", 50.0)
+            with self.assertRaisesRegex(runtime.ProcessingCancelled, "Cancelled at: Creating the closed surface"):
+                conversion.convert(image, parameters)
+            self.assertLess(time.monotonic() - started, 2.0 + 1.0)
+        self.assertLess(helper.process.returncode, 0)  # ended by the kill, not by finishing
+
     def test_perTriangleMeasuresInChunksAreTheWholeArraysFormulas(self):
         s = sphere(resolution=40)
         points, triangles = meshdata.pointsArray(s), meshdata.trianglesArray(s)
