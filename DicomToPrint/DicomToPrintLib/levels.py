@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .runtime import Aside, DicomToPrintError, checkpoint, execute
+from .runtime import DicomToPrintError, checkpoint, execute
 
 
 def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -464,13 +464,12 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     if valuesRead is not None:
         valuesRead()
     weight = 0.05
-    # the two rings side by side (ITK's smoothing and numpy's interpolation let go of Python's lock): the same
-    # numbers as one after the other, in a little more than half the time on two cores
-    outerSmoothing = Aside(_smoothedAt, [binned.pop()], spacing, shrink, sigmaMm, near)
+    outerBinned = [binned.pop()]
     inner = _smoothedAt(binned, spacing, shrink, sigmaMm, near)
     upper = (inner[:, 0] + weight * insideLevel) / (inner[:, 1] + weight)
     del inner
-    outer = outerSmoothing.result()
+    checkpoint()
+    outer = _smoothedAt(outerBinned, spacing, shrink, sigmaMm, near)
     lower = (outer[:, 0] + weight * outsideLevel) / (outer[:, 1] + weight)
     del outer
     contrast = upper - lower

@@ -417,37 +417,6 @@ def _joinCancellably(thread) -> None:
         checkpoint()
 
 
-class Aside:
-    """``function(*args)`` in a thread of its own, started now, while this one goes on; :meth:`result` waits for
-    it, asking the progress callback (:func:`checkpoint`), and returns its value or raises its exception.
-
-    For work that lets go of Python's lock (numpy on large arrays, ITK, VTK's Update): on two cores the two run
-    side by side. The thread does not ask the progress callback itself (it runs outside :func:`cancellable`'s
-    context; in Slicer the callback is the GUI's); on a cancel it is left to finish, and its value is dropped.
-    """
-
-    def __init__(self, function, *args):
-        import threading
-
-        self._value, self._error = None, None
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True,
-                                        name=getattr(function, "__name__", "aside"))
-        self._thread.start()
-
-    def _run(self, function, args) -> None:
-        try:
-            self._value = function(*args)
-        except BaseException as error:  # handed to the caller in result()
-            self._error = error
-
-    def result(self):
-        _joinCancellably(self._thread)
-        if self._error is not None:
-            raise self._error
-        value, self._value = self._value, None  # the caller's reference is then the only one
-        return value
-
-
 def updateAside(algorithm) -> None:
     """``algorithm.Update()`` in a thread of its own while this one asks the progress callback, within
     :func:`cancellable`: for a filter that cannot be stopped from its progress events (Slicer's ITK series

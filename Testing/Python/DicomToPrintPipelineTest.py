@@ -271,27 +271,6 @@ class DicomToPrintPipelineTest(unittest.TestCase):
         self.assertEqual(asked, ["Loading 80 slices"] * 2)
         self.assertEqual(self.logic.context.scene.GetNumberOfNodes(), before)
 
-    def test_workAsideGivesItsValueOrItsErrorAndACancelIsAnsweredMeanwhile(self):
-        """runtime.Aside: a function run in a thread beside this one (the fraction map smooths its two rings so)."""
-        import threading
-        import time
-
-        self.assertEqual(runtime.Aside(sorted, [3, 1, 2]).result(), [1, 2, 3])
-        with self.assertRaisesRegex(ZeroDivisionError, "division by zero"):
-            runtime.Aside(lambda: 1 / 0).result()
-        self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
-        runtime.CHECKPOINT_INTERVAL = 0.0
-        release = threading.Event()
-        asked = []
-        with runtime.cancellable(lambda text, percent: asked.append(text) or len(asked) > 1) as callback:
-            callback("Smoothing", 10.0)
-            started = time.monotonic()
-            with self.assertRaisesRegex(ProcessingCancelled, "Cancelled at: Smoothing"):
-                runtime.Aside(release.wait, 10.0).result()  # would take 10 s
-            self.assertLess(time.monotonic() - started, 0.5)
-        release.set()
-        self.assertEqual(asked, ["Smoothing"] * 2)
-
     def test_nodesStayOnlyWhenAsked(self):
         before = self.logic.context.scene.GetNumberOfNodes()
         result, _ = self.run_("shell", "kept", keepNodes=True)
