@@ -9,8 +9,9 @@ that its imports are done by the time the labelmap comes.
 The exchange, on the standard streams, in this machine's byte order: in, one int64 (the length of a header),
 the header (UTF-8 JSON: "extent", "imageToWorld" (16 numbers, row by row), "scalarRange", "parameters" (the
 conversion parameters, names and values as text), "threads" (VTK's)), the labelmap's voxels (int8, i fastest);
-out, one int64 (the length of a header), the header (JSON: "pointType" (numpy's name), "points", "cells",
-"connectivity"), the points (3 per point), the polygons' offsets and connectivity (int64). Any failure: a
+out, one int64 (the length of a header), the header (JSON: "pointType", "indexType" (numpy's names), "points",
+"offsets" (0 where all polygons are triangles), "connectivity"), the points (3 per point), the polygons' offsets
+(int64) and connectivity (indexType). Any failure: a
 message on stderr and a non-zero exit.
 """
 
@@ -77,10 +78,15 @@ def main() -> int:
     points = numpy_support.vtk_to_numpy(polyData.GetPoints().GetData()) if polyData.GetPoints() else \
         np.zeros((0, 3), np.float32)
     polys = polyData.GetPolys()
-    offsets = numpy_support.vtk_to_numpy(polys.GetOffsetsArray()).astype(np.int64, copy=False)
-    connectivity = numpy_support.vtk_to_numpy(polys.GetConnectivityArray()).astype(np.int64, copy=False)
-    reply = json.dumps({"pointType": points.dtype.name, "points": len(points), "cells": len(offsets),
-                        "connectivity": len(connectivity)}).encode("utf-8")
+    # the connectivity in the cell array's own width; the offsets only where the cells are not all triangles
+    # (VTK then stores none: triangles are every third index)
+    connectivity = numpy_support.vtk_to_numpy(polys.GetConnectivityArray())
+    offsets = numpy_support.vtk_to_numpy(polys.GetOffsetsArray()).astype(np.int64)
+    triangles = bool(np.array_equal(offsets, np.arange(0, 3 * len(offsets), 3)))
+    if triangles:
+        offsets = offsets[:0]
+    reply = json.dumps({"pointType": points.dtype.name, "points": len(points), "offsets": len(offsets),
+                        "indexType": connectivity.dtype.name, "connectivity": len(connectivity)}).encode("utf-8")
     sink.write(np.array([len(reply)], np.int64).tobytes())
     sink.write(reply)
     for array in (points, offsets, connectivity):

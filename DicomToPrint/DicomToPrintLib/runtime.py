@@ -237,20 +237,27 @@ class HelperProcess:
     :param data: bytes (or buffers, written one after the other) for its standard input; None to send them
         later with :meth:`send` (the process starts, and imports what it needs, meanwhile).
     :param what: what the process does, for the error message.
+    :param toFile: its standard output goes to a temporary file, which :meth:`result` returns (at its start)
+        instead of bytes: a large output is then read where and as the caller wants (a pipe read whole grows
+        its buffer in a thread, whose memory the C library keeps).
     :raises OSError: when the process cannot be started.
     """
 
-    def __init__(self, command: list[str], data, what: str):
+    def __init__(self, command: list[str], data, what: str, toFile: bool = False):
         import subprocess
+        import tempfile
         import threading
 
         self.what = what
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        self.output = tempfile.TemporaryFile() if toFile else None
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        stdout=self.output if toFile else subprocess.PIPE)
         self.received = {}
         # one thread per stream: a process that writes while it reads must never wait on this one
-        self.threads = [threading.Thread(target=self._receive, args=("output", self.process.stdout), daemon=True),
-                        threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]
+        self.threads = [threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]
+        if not toFile:
+            self.threads.append(threading.Thread(target=self._receive, args=("output", self.process.stdout),
+                                                 daemon=True))
         for thread in self.threads:
             thread.start()
         if data is not None:
@@ -287,9 +294,9 @@ class HelperProcess:
         for thread in self.threads:
             thread.join()
 
-    def result(self) -> bytes:
-        """Its standard output, once it has ended; within :func:`cancellable` the progress callback is asked
-        every :data:`CHECKPOINT_INTERVAL` seconds meanwhile.
+    def result(self):
+        """Its standard output (bytes, or the file with ``toFile``), once it has ended; within
+        :func:`cancellable` the progress callback is asked every :data:`CHECKPOINT_INTERVAL` seconds meanwhile.
 
         :raises RuntimeError: when it failed (with the last line it wrote on its standard error).
         """
@@ -303,6 +310,9 @@ class HelperProcess:
             lines = self.received.get("errors", b"").decode(errors="replace").strip().splitlines()
             raise RuntimeError(f"{self.what} failed (exit code {self.process.returncode}): "
                                f"{lines[-1] if lines else 'no message'}")
+        if self.output is not None:
+            self.output.seek(0)
+            return self.output
         return self.received["output"]
 
 

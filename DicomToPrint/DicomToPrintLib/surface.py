@@ -26,7 +26,15 @@ from vtk.util import numpy_support
 
 from . import levels, segment
 from .meshdata import pointNormals, pointsArray, polyDataFromArrays, signedVolume, trianglesArray
-from .runtime import HelperProcess, checkChoice, checkpoint, isSlicerApplication, logger, pythonExecutable
+from .runtime import (
+    HelperProcess,
+    checkChoice,
+    checkpoint,
+    isSlicerApplication,
+    logger,
+    pythonExecutable,
+    releaseFreedMemory,
+)
 
 FLYING_EDGES = "FLYING_EDGES"
 SURFACE_NETS = "SURFACE_NETS"
@@ -152,7 +160,7 @@ class SurfaceConversion:
             command = [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
                        f"runpy.run_path({worker!r}, run_name='__main__')"]
             try:
-                self.helper = HelperProcess(command, None, "Slicer's closed surface conversion")
+                self.helper = HelperProcess(command, None, "Slicer's closed surface conversion", toFile=True)
             except OSError as error:
                 logger.warning("The closed surface conversion runs in this process (%s could not be started: "
                                "%s)", python, error)
@@ -180,23 +188,24 @@ class SurfaceConversion:
             output = helper.result()
         finally:
             helper.stop()
-        length = int(np.frombuffer(output[:8], np.int64)[0])
-        reply = json.loads(output[8:8 + length].decode("utf-8"))
-        at = 8 + length
-        arrays = []
-        for dtype, count, columns in ((reply["pointType"], reply["points"], 3), (np.int64, reply["cells"], 1),
-                                      (np.int64, reply["connectivity"], 1)):
-            size = np.dtype(dtype).itemsize * count * columns
-            arrays.append(np.frombuffer(output[at:at + size], dtype).reshape(count, columns) if columns > 1
-                          else np.frombuffer(output[at:at + size], dtype))
-            at += size
+        with output:  # read as it is stored, each array once, in this thread
+            length = int(np.fromfile(output, np.int64, 1)[0])
+            reply = json.loads(output.read(length).decode("utf-8"))
+            arrays = [np.fromfile(output, reply["pointType"], 3 * reply["points"]).reshape(-1, 3),
+                      np.fromfile(output, np.int64, reply["offsets"]),
+                      np.fromfile(output, reply["indexType"], reply["connectivity"])]
         polyData = vtk.vtkPolyData()
         points = vtk.vtkPoints()
         points.SetData(numpy_support.numpy_to_vtk(arrays[0], deep=True))
         polyData.SetPoints(points)
+        # stored as Slicer's conversion stores them: 32-bit indices where they fit, no offsets for triangles
         cells = vtk.vtkCellArray()
-        cells.SetData(numpy_support.numpy_to_vtkIdTypeArray(arrays[1], deep=True),
-                      numpy_support.numpy_to_vtkIdTypeArray(arrays[2], deep=True))
+        connectivity = numpy_support.numpy_to_vtk(arrays[2], deep=True)
+        if len(arrays[1]):
+            cells.SetData(numpy_support.numpy_to_vtk(arrays[1], deep=True, array_type=connectivity.GetDataType()),
+                          connectivity)
+        else:
+            cells.SetData(3, connectivity)
         polyData.SetPolys(cells)
         return polyData
 
@@ -356,6 +365,7 @@ def _subvoxelSurface(conversion: SurfaceConversion, segmentationNode, segmentId:
     # the fractional labelmap and the other contours, before the refinement allocates
     surfaces.clear()
     image = None  # noqa: F841 (contour's too)
+    releaseFreedMemory()  # the labelmap and the conversion's reply, before the refinement allocates
     checkpoint()
     if refine and hollow is None:  # the inner wall of a hollow has no measured partial volumes to match
         polyData = refinePartialVolume(polyData, measured, volumeNode)

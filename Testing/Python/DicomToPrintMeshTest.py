@@ -310,6 +310,7 @@ class DicomToPrintMeshTest(unittest.TestCase):
         b = surface.SurfaceConversion(inProcess=True).convert(image, parameters)
         self.assertGreater(a.GetNumberOfPolys(), 10000)
         self.assertEqual(a.GetPoints().GetDataType(), b.GetPoints().GetDataType())
+        self.assertEqual(a.GetPolys().IsStorage64Bit(), b.GetPolys().IsStorage64Bit())  # as Slicer stores them
         np.testing.assert_array_equal(meshdata.pointsArray(a), meshdata.pointsArray(b))
         np.testing.assert_array_equal(meshdata.trianglesArray(a), meshdata.trianglesArray(b))
         # the ball, 20.5 mm to its 0.5 contour, where the tilted matrix puts it (centre at voxel 29.5 + extent)
