@@ -157,8 +157,10 @@ def _robustNoise(values: np.ndarray, level: float, window: float) -> float:
     sigma = window
     for _ in range(2):
         sides = []
-        for side in (values[(values < level) & (values >= level - window)],
-                     values[(values > level) & (values <= level + window)]):
+        for below in (True, False):
+            checkpoint()
+            side = values[(values < level) & (values >= level - window)] if below else \
+                values[(values > level) & (values <= level + window)]
             if side.size:
                 sides.append(1.4826 * float(np.median(np.abs(side - level))))
         if not sides:
@@ -185,11 +187,16 @@ def boneLevels(values: np.ndarray, minimumVoxels: int = 1) -> ThresholdLevels:
     :raises NothingToPrint: when nothing is bone-dense, or bone does not stand out from the noise.
     """
     values = np.asarray(values, np.float32).ravel()
+    checkpoint()
     if not values.size or not float(values.max()) > float(values.min()):
         raise NothingToPrint("the volume has a single intensity; there is no boundary to find")
     low = max(float(values.min()), -1100.0)
     bins = np.arange(np.floor(low), 3100.0, 4.0)
-    counts, edges = np.histogram(values, bins)
+    checkpoint()
+    # equal bins given by count and range: numpy then counts them in one pass instead of sorting the voxels
+    # (the same counts: edges 4 HU apart from a whole number are exact in binary)
+    counts, edges = np.histogram(values, len(bins) - 1, (float(bins[0]), float(bins[-1])))
+    checkpoint()
     smooth = np.convolve(counts, np.ones(5) / 5.0, mode="same")  # 20 HU: noise does not make false peaks
     centers = (edges[:-1] + edges[1:]) / 2.0
     tissue = (centers >= SOFT_TISSUE_HU[0]) & (centers <= SOFT_TISSUE_HU[1])
@@ -200,7 +207,9 @@ def boneLevels(values: np.ndarray, minimumVoxels: int = 1) -> ThresholdLevels:
         lowerLevel, lowerName = float(centers[air][np.argmax(smooth[air])]) if air.any() else low, "air"
     noise = _robustNoise(values, lowerLevel, 150.0)
     floor = lowerLevel + max(MINIMUM_CONTRAST_IN_NOISE * noise, BONE_MARGIN_HU)
+    checkpoint()
     candidates = values[(values > floor) & (values <= METAL_HU)]
+    checkpoint()
     if candidates.size < max(minimumVoxels, 2):
         raise NothingToPrint(f"nothing in this CT is as dense as bone: no part of it is denser than {lowerName} "
                              f"({lowerLevel:.0f} HU) by more than {floor - lowerLevel:.0f} HU (five times the "
@@ -368,6 +377,7 @@ def _boundaryBand(inside: np.ndarray) -> np.ndarray:
             lower, upper = [slice(None)] * 3, [slice(None)] * 3
             lower[axis], upper[axis] = slice(0, -1), slice(1, None)
             lower, upper = tuple(lower), tuple(upper)
+            checkpoint()
             passed = result.copy()
             passed[lower] = operation(passed[lower], result[upper])
             passed[upper] = operation(passed[upper], result[lower])
@@ -415,6 +425,7 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
         raise ValueError("The segment is empty")
     hu = values[box]  # a view: the volume is never copied whole
     inside = mask[box].astype(bool, copy=False)  # not modified: the caller's own mask where it is bool
+    checkpoint()
     # signed distance (mm) from each voxel centre to the object's boundary, negative inside (a view of the image)
     distanceFilter = sitk.SignedMaurerDistanceMapImageFilter()
     distanceFilter.SetInsideIsPositive(False)
@@ -426,11 +437,16 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     # Voxels a voxel and a half or more from the boundary hold one material only (nearer ones may be partial
     # and would pull the levels towards each other); three voxels is still "near".
     innerRing = (distance <= -1.5 * h) & (distance >= -3 * h)
+    checkpoint()
     outerRing = (distance >= 1.5 * h) & (distance <= 3 * h)
+    checkpoint()
     if threshold is not None:  # the object's own material inside, not cancellous bone; nothing of it outside
         innerRing &= hu >= threshold
+        checkpoint()
         outerRing &= hu < threshold
+        checkpoint()
     outsideLevel = float(np.median(hu[outerRing])) if outerRing.any() else float(np.median(hu[~inside]))
+    checkpoint()
     if insideLevel is not None:
         source = "given"
         innerRing[...] = False
@@ -444,7 +460,12 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     # The partial-volume zone is within a voxel of the boundary; beyond it a voxel is one material (inside also
     # where it is less dense, as cancellous bone is). The levels are needed only in that band.
     del distance, distanceImage  # before the fraction map is made: the two are the largest arrays here
-    near = np.nonzero(_boundaryBand(inside))
+    checkpoint()
+    band = _boundaryBand(inside)
+    checkpoint()
+    near = np.nonzero(band)
+    del band
+    checkpoint()
     # The levels vary over centimetres: average them on a grid of voxels binned to at most sigma / 2 (the bin's
     # own blur is a small part of sigma), which is up to 8 times less work, and interpolate into the band.
     shrink = [max(1, min(int(0.5 * sigmaMm // s), n // 2)) for s, n in zip(spacing, hu.shape[::-1], strict=True)]

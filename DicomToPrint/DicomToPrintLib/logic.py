@@ -24,6 +24,7 @@ from .runtime import (
     cancellable,
     capturedVtkMessages,
     checkChoice,
+    checkpoint,
     logger,
     releaseFreedMemory,
     reportProgress,
@@ -362,6 +363,7 @@ class DicomToPrintLogic:
     def thresholdRange(self, volumeNode, parameters: DicomToPrintParameters, modality: str = "CT") -> dict:
         """The threshold range the parameters ask for on this volume, where it came from and why."""
         low, high = volumeNode.GetImageData().GetScalarRange()
+        checkpoint()
         if parameters.minimumThreshold is not None or parameters.maximumThreshold is not None:
             minimum = low if parameters.minimumThreshold is None else parameters.minimumThreshold
             maximum = high if parameters.maximumThreshold is None else parameters.maximumThreshold

@@ -137,8 +137,9 @@ def removeSmallShells(polyData, minimumVolumeMm3: float) -> tuple[vtk.vtkPolyDat
     return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), int(np.count_nonzero(~keep))
 
 
-def _badEdgeTriangles(triangles: np.ndarray) -> np.ndarray:
-    return (edgeUse(triangles) != 2).reshape(3, -1).any(axis=0)
+def _badEdgeTriangles(triangles: np.ndarray, use: np.ndarray | None = None) -> np.ndarray:
+    """Triangles with a side not shared by exactly two triangles (``use``: :func:`edgeUse`, if known)."""
+    return ((edgeUse(triangles) if use is None else use) != 2).reshape(3, -1).any(axis=0)
 
 
 def cutAndFill(polyData, badTriangles: np.ndarray) -> vtk.vtkPolyData:
@@ -266,11 +267,12 @@ def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData,
     for _ in range(maximumIterations):
         # hole filling can close a hole with a fin (a triangle and its mirror image): take those out first
         polyData, _ = removeDuplicateTriangles(polyData)
+        checkpoint()
         triangles = trianglesArray(polyData)
         use = edgeUse(triangles)
         if found is None:
             found = int(round((1.0 / use[use != 2]).sum())) if len(use) else 0
-        bad = _badEdgeTriangles(triangles)
+        bad = _badEdgeTriangles(triangles, use)
         if not bad.any():
             break
         checkpoint()

@@ -90,10 +90,13 @@ def pointNormals(polyData) -> np.ndarray:
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     weights = faceNormals(points, triangles)  # length: twice the area
+    checkpoint()
     corners = triangles.T.ravel()  # every triangle's first corners, then second, then third
     del triangles
-    normals = np.stack([np.bincount(corners, weights=np.tile(weights[:, axis], 3), minlength=len(points))
-                        for axis in range(3)], axis=1)
+    normals = np.empty((len(points), 3))
+    for axis in range(3):
+        normals[:, axis] = np.bincount(corners, weights=np.tile(weights[:, axis], 3), minlength=len(points))
+        checkpoint()
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
 
 
@@ -130,7 +133,9 @@ def edgeUse(triangles: np.ndarray) -> np.ndarray:
     if len(triangles) == 0:
         return np.zeros(0, np.int64)
     keys = sideKeys(triangles)
+    checkpoint()
     order = stableArgsort(keys)
+    checkpoint()
     sortedKeys = keys[order]
     starts = np.flatnonzero(np.concatenate([[True], sortedKeys[1:] != sortedKeys[:-1]]))
     counts = np.diff(np.concatenate([starts, [len(keys)]]))

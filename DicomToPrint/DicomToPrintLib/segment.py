@@ -146,7 +146,11 @@ def segmentVoxelCount(segmentationNode, segmentId: str) -> int:
         return 0
     values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
     labelValue = segmentationNode.GetSegmentation().GetSegment(segmentId).GetLabelValue()
-    return int(np.count_nonzero(values == labelValue))
+    count = 0
+    for start in range(0, len(values), 1 << 25):  # 32 M voxels at a time, asking the progress callback between
+        checkpoint()
+        count += int(np.count_nonzero(values[start:start + (1 << 25)] == labelValue))
+    return count
 
 
 def islandsMask(voxels: np.ndarray, operation: str, minimumSize: int) -> tuple[np.ndarray, int, int]:
@@ -201,6 +205,7 @@ def _faceNeighbours(mask: np.ndarray, axes=(0, 1, 2)) -> np.ndarray:
     """Voxels with a face neighbour in ``mask`` along the given axes (k, j, i)."""
     result = np.zeros_like(mask)
     for axis in axes:
+        checkpoint()
         lower, upper = [slice(None)] * 3, [slice(None)] * 3
         lower[axis], upper[axis] = slice(0, -1), slice(1, None)
         result[tuple(lower)] |= mask[tuple(upper)]
@@ -597,12 +602,14 @@ class SegmentEditor:
         :raises DicomToPrintError: when removing islands leaves the segment empty.
         """
         labelmap = self._selectedSegmentLabelmap(segmentId)
+        checkpoint()
         result = {"islands": None, "kept": None, "minimumSizeVoxels": None, "cavities": None}
         extent, spacing, dims = labelmap.GetExtent(), labelmap.GetSpacing(), labelmap.GetDimensions()
         if extent[1] < extent[0]:
             return result
         # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
         whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+        checkpoint()
         matrix = vtk.vtkMatrix4x4()
         labelmap.GetImageToWorldMatrix(matrix)
         self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
@@ -615,8 +622,10 @@ class SegmentEditor:
         reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
         # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
         box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in dims[::-1])
+        checkpoint()
         inside = whole[box].copy()
         del whole  # made again for the result: the steps' peaks are then one whole-volume mask lower
+        checkpoint()
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
         boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
                                                                extent[2 * axis] + offset[axis]
@@ -640,6 +649,7 @@ class SegmentEditor:
             add, counts = cavitiesToFill(inside, values, fill.get("outsideLevel"), fill.get("tolerance"),
                                          sliceWise=everything, spacing=spacing, reachMm=fill.get("reachMm", 3.0))
             counts["volumeFilledCm3"] = round(counts["voxelsFilled"] * float(np.prod(spacing)) / 1000.0, 3)
+            checkpoint()
             if add.any():
                 add &= ~self._otherSegments(segmentId, boxExtent)  # another structure's voxels stay its own
                 inside |= add
@@ -652,14 +662,14 @@ class SegmentEditor:
             inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
             changed = True
         if changed:
-            # written into an image VTK owns (Slicer may keep it in the segment): 0 around the box, the box's 0/1
+            # the box only, written into an image VTK owns (Slicer may keep it in the segment): the segment has no
+            # voxel outside the box before or after, so setting the box sets the whole segment, and Slicer's
+            # update (one call that holds Python's lock) has the box's voxels to go through, not the volume's
             image = vtk.vtkImageData()
-            image.SetExtent(extent)
+            image.SetExtent(boxExtent)
             image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-            whole = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
-            whole.fill(0)
-            whole[box] = inside
-            del whole, inside
+            numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = inside.ravel()
+            del inside
             modified = slicer.vtkOrientedImageData()
             modified.ShallowCopy(image)
             modified.SetGeometryFromImageToWorldMatrix(matrix)

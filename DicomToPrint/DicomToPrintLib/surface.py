@@ -130,8 +130,12 @@ def _fractionalLabelmap(fraction: levels.FractionMap, volumeNode) -> slicer.vtkO
     volumeNode.GetIJKToRASMatrix(matrix)
     image.SetImageToWorldMatrix(matrix)
     steps = _FRACTION_MAX - _FRACTION_MIN
-    values = np.round(fraction.fraction * steps + _FRACTION_MIN).astype(np.int8)
-    scalars = numpy_support.numpy_to_vtk(values.ravel(), deep=True, array_type=vtk.VTK_SIGNED_CHAR)
+    scalars = vtk.vtkSignedCharArray()
+    scalars.SetNumberOfValues(fraction.fraction.size)
+    values = numpy_support.vtk_to_numpy(scalars).reshape(fraction.fraction.shape)
+    for k in range(0, nk, 16):  # slab by slab, into VTK's array: no volume-sized temporaries, and a Cancel between
+        checkpoint()
+        values[k:k + 16] = np.round(fraction.fraction[k:k + 16] * steps + _FRACTION_MIN)
     image.GetPointData().SetScalars(scalars)
     scalarRange = vtk.vtkDoubleArray()
     scalarRange.SetName(slicer.vtkSegmentationConverter.GetScalarRangeFieldName())
@@ -322,7 +326,9 @@ def _subvoxelSurface(conversion: SurfaceConversion, segmentationNode, segmentId:
                      smoothingFactor: float, preserveVolume: bool, refine: bool, hollowWallMm: float, hollowMode: str,
                      drainHoleDiameterMm: float, threshold, insideLevel, intensitiesRead) -> SubvoxelSurface:
     mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
+    checkpoint()
     box = levels.boundingBox(mask, margin=levels.fractionMargin(volumeNode.GetSpacing()))
+    checkpoint()
     if box is None:
         raise ValueError(f"Segment '{segmentId}' is empty")
     mask = mask[box].copy()  # the object's part only: the whole volume's mask goes before the fractions
