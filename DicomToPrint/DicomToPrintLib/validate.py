@@ -259,8 +259,8 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     """
     statistics = meshStatistics(polyData)
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
-    # The crossing finder is numpy on large arrays (which lets go of Python's lock), the wall thickness one VTK
-    # ray cast after another: side by side they take the time of the longer. The finder gets its own copy of
+    # The crossing finder is numpy on large arrays (which lets go of Python's lock), the wall thickness Embree's
+    # rays (or VTK's, one after another): side by side they take the time of the longer. The finder gets its own copy of
     # the mesh (VTK builds cell links lazily) and no progress callback (the checks here run in the caller's).
     finder = ThreadPoolExecutor(max_workers=1)
     crossingPairs = finder.submit(selfIntersections, polyDataFromArrays(points, triangles)) \
