@@ -18,7 +18,6 @@ consistent without "auto orient" (which turns cavities outwards).
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,7 +41,7 @@ from .meshdata import (
     trianglesArray,
     triangleVolumes,
 )
-from .runtime import HelperProcess, checkpoint, logger, pythonExecutable, update
+from .runtime import HelperProcess, checkpoint, helperCommand, logger, update
 
 
 def _run(algorithm, polyData) -> vtk.vtkPolyData:
@@ -500,7 +499,7 @@ SIMPLIFICATION_AGGRESSIVENESS = 7
 class Simplification:
     """A simplification (:func:`simplify`) started now, its mesh from :meth:`result`.
 
-    fast-simplification runs in a process of its own (see :mod:`.simplifyworker`): this one goes on meanwhile
+    fast-simplification runs in a process of its own (see :mod:`.helperworker`): this one goes on meanwhile
     (the decimation builds its reference surface), a cancel stops it at once, and its memory is given back when
     it ends. Where no Python interpreter can be started, ``inProcess`` is asked, or the method is VTK's, it runs
     in :meth:`result`. The same mesh either way.
@@ -513,22 +512,17 @@ class Simplification:
         self.method = method or simplificationMethod()
         self.helper = None
         if self.method == FAST_SIMPLIFICATION and polyData.GetNumberOfPolys() > targetTriangles:
-            python = None if inProcess else pythonExecutable()
-            if python is not None:
+            command = None if inProcess else helperCommand("simplify")
+            if command is not None:
                 points, faces = self._arrays()
                 header = np.array([len(points), len(faces), self.targetTriangles, SIMPLIFICATION_AGGRESSIVENESS],
                                   np.int64)
-                worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simplifyworker.py")
-                # from -c, not as a script: a script's folder (this package's) would go first on the child's
-                # path, as would the working folder ('') with -c
-                command = [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
-                           f"runpy.run_path({worker!r}, run_name='__main__')"]
                 try:
                     self.helper = HelperProcess(command, header.tobytes() + points.tobytes() + faces.tobytes(),
                                                 "fast-simplification")
                 except OSError as error:
                     logger.warning("fast-simplification runs in this process (%s could not be started: %s)",
-                                   python, error)
+                                   command[0], error)
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return (np.ascontiguousarray(pointsArray(self.polyData), np.float64),

@@ -229,6 +229,21 @@ def pythonExecutable() -> str | None:
     return sys.executable or None
 
 
+def helperCommand(job: str) -> list[str] | None:
+    """The command that runs ``job`` of :mod:`.helperworker` in a process of its own (with
+    :func:`pythonExecutable`), or None where no interpreter can be started."""
+    import os
+
+    python = pythonExecutable()
+    if python is None:
+        return None
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helperworker.py")
+    # from -c, not as a script: a script's folder (this package's) would go first on the child's path, as would
+    # the working folder ('') with -c
+    return [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
+            f"runpy.run_path({worker!r}, run_name='__main__')", job]
+
+
 class HelperProcess:
     """A helper process, started at once: ``data`` goes to its standard input while this one goes on; its
     standard output comes back from :meth:`result`, which waits cancellably. A cancel (or any error) while

@@ -30,9 +30,9 @@ from .runtime import (
     HelperProcess,
     checkChoice,
     checkpoint,
+    helperCommand,
     isSlicerApplication,
     logger,
-    pythonExecutable,
     releaseFreedMemory,
 )
 
@@ -147,7 +147,7 @@ def _fractionalLabelmap(fraction: levels.FractionMap, volumeNode) -> slicer.vtkO
 
 class SurfaceConversion:
     """Slicer's "Fractional labelmap to closed surface" rule, in a helper process started now (see
-    :mod:`.conversionworker`): it imports Slicer's segmentation core while this one makes the fraction map, and
+    :mod:`.helperworker`): it imports Slicer's segmentation core while this one makes the fraction map, and
     while it converts, a Cancel is answered (``vtkSegmentation.CreateRepresentation`` holds Python's lock) and
     stops it at once. Inside Slicer (whose PythonSlicer is not the application), where no interpreter can be
     started, for a second conversion, or with ``inProcess``, the rule runs here. The same surface either way.
@@ -155,19 +155,13 @@ class SurfaceConversion:
 
     def __init__(self, inProcess: bool = False):
         self.helper = None
-        python = None if inProcess or isSlicerApplication() else pythonExecutable()
-        if python is not None:
-            import os
-
-            worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conversionworker.py")
-            # from -c, not as a script: a script's folder (this package's) would go first on the child's path
-            command = [python, "-c", "import sys; sys.path[:] = [p for p in sys.path if p]; import runpy; "
-                       f"runpy.run_path({worker!r}, run_name='__main__')"]
+        command = None if inProcess or isSlicerApplication() else helperCommand("convert")
+        if command is not None:
             try:
                 self.helper = HelperProcess(command, None, "Slicer's closed surface conversion", toFile=True)
             except OSError as error:
                 logger.warning("The closed surface conversion runs in this process (%s could not be started: "
-                               "%s)", python, error)
+                               "%s)", command[0], error)
 
     def convert(self, image, parameters: dict) -> vtk.vtkPolyData:
         """The closed surface of the fractional labelmap ``image`` (vtkOrientedImageData with its scalar range
