@@ -14,9 +14,11 @@ labelmap comes.
 The exchanges, on the standard streams, in this machine's byte order. Any failure: a message on stderr and a
 non-zero exit.
 
-- ``simplify``: in, four int64 (points, triangles, target triangle count, aggressiveness), the points (float64, 3
-  per point), the triangles (int32, 3 per triangle); out, two int64 (points, triangles) and the simplified arrays
-  the same way.
+- ``simplify``: in, six int64 (points, triangles, the part's triangles, target triangle count, aggressiveness,
+  measure), the points (float64, 3 per point), the triangles (int32, 3 per triangle; the part to simplify first, the
+  whole surface all of them). Out, in frames (an int64 byte count, then the bytes): two int64 (points, triangles)
+  and the part's simplified arrays the same way; with ``measure``, then each simplified point's distance to the
+  whole surface (float64).
 - ``convert``: in, one int64 (the length of a header), the header (UTF-8 JSON: "extent", "imageToWorld" (16
   numbers, row by row), "scalarRange", "parameters" (the conversion parameters, names and values as text),
   "threads" (VTK's)), the labelmap's voxels (int8, i fastest); out, one int64 (the length of a header), the header
@@ -25,6 +27,9 @@ non-zero exit.
 """
 
 import sys
+
+#: How much the ``simplify`` helpers give way to the caller (Unix niceness).
+NICENESS = 10
 
 
 def _readInto(stream, array) -> None:
@@ -36,26 +41,77 @@ def _readInto(stream, array) -> None:
         done += count
 
 
-def simplify() -> int:
+def simplifyPart(vertices, faces, part: int, target: int, aggressiveness: float):
+    """fast-simplification of the first ``part`` of ``faces``; where that is not all of them, its cut across the
+    surface (its open border) stays where it is, so that the parts fit together again. Returns (points, faces)."""
     import fast_simplification
     import numpy as np
 
-    source, sink = sys.stdin.buffer, sys.stdout.buffer
-    header = np.empty(4, np.int64)
-    _readInto(source, header)
-    points, triangles, target, aggressiveness = header.tolist()
-    vertices, faces = np.empty((points, 3), np.float64), np.empty((triangles, 3), np.int32)
-    _readInto(source, vertices)  # read into writable arrays: the library does not take read-only ones
-    _readInto(source, faces)
-    outPoints, outFaces = fast_simplification.simplify(vertices, faces, target_count=target, agg=aggressiveness)
-    outPoints = np.ascontiguousarray(outPoints, np.float64)
-    outFaces = np.ascontiguousarray(outFaces, np.int32)
-    sink.write(np.array([len(outPoints), len(outFaces)], np.int64).tobytes())
-    sink.write(outPoints.tobytes())
-    sink.write(outFaces.tobytes())
-    sink.flush()
-    return 0
+    used = np.zeros(len(vertices), bool)
+    used[faces[:part].ravel()] = True
+    index = (np.cumsum(used) - 1).astype(np.int32)
+    # the part's own points, in their order, in writable arrays (the library does not take read-only ones)
+    points, triangles = fast_simplification.simplify(
+        np.array(vertices[used], np.float64), index[faces[:part]], target_count=target, agg=aggressiveness,
+        preserve_border=part < len(faces))
+    return np.ascontiguousarray(points, np.float64), np.ascontiguousarray(triangles, np.int32)
 
+
+def distancesTo(vertices, faces, points):
+    """The distance from each of ``points`` to the nearest point of the triangles, as
+    :func:`.meshdata.surfaceDeviation` measures it (VTK's static cell locator)."""
+    import numpy as np
+    from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+    from vtkmodules.vtkCommonCore import reference, vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkStaticCellLocator
+
+    mesh = vtkPolyData()
+    corners = vtkPoints()
+    corners.SetData(numpy_to_vtk(np.ascontiguousarray(vertices, np.float64), deep=True))
+    mesh.SetPoints(corners)
+    cells = vtkCellArray()
+    cells.SetData(numpy_to_vtkIdTypeArray(np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64), deep=True),
+                  numpy_to_vtkIdTypeArray(np.asarray(faces, np.int64).ravel(), deep=True))
+    mesh.SetPolys(cells)
+    locator = vtkStaticCellLocator()
+    locator.SetDataSet(mesh)
+    locator.BuildLocator()
+    closest, cellId, subId, squared = [0.0, 0.0, 0.0], reference(0), reference(0), reference(0.0)
+    distance = np.empty(len(points))
+    for i, point in enumerate(np.asarray(points, np.float64).tolist()):
+        locator.FindClosestPoint(point, closest, cellId, subId, squared)
+        distance[i] = squared.get()
+    return np.sqrt(distance)
+
+
+def simplify() -> int:
+    import os
+
+    if hasattr(os, "nice"):  # started early, it imports while the caller makes the surface, which goes first
+        os.nice(NICENESS)
+    import fast_simplification  # noqa: F401 (imported before the input comes)
+    import numpy as np
+    import vtkmodules.vtkCommonDataModel  # noqa: F401
+
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+
+    def frame(*arrays) -> None:
+        data = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+        sink.write(np.array([len(data)], np.int64).tobytes())
+        sink.write(data)
+        sink.flush()
+
+    header = np.empty(6, np.int64)
+    _readInto(source, header)
+    points, triangles, part, target, aggressiveness, measure = header.tolist()
+    vertices, faces = np.empty((points, 3), np.float64), np.empty((triangles, 3), np.int32)
+    _readInto(source, vertices)
+    _readInto(source, faces)
+    outPoints, outFaces = simplifyPart(vertices, faces, part, target, aggressiveness)
+    frame(np.array([len(outPoints), len(outFaces)], np.int64), outPoints, outFaces)
+    if measure:  # while the caller repairs the joined mesh
+        frame(distancesTo(vertices, faces, outPoints))
+    return 0
 
 
 def convert() -> int:

@@ -456,9 +456,10 @@ class DicomToPrintLogic:
                 parameters.islandsMinimumSizeMm3, parameters.minimumShellVolumeMm3)
         return polyData, info, log
 
-    def decimate(self, polyData, parameters: DicomToPrintParameters):
+    def decimate(self, polyData, parameters: DicomToPrintParameters, helpers: list | None = None):
         """Decimate to the target (count and/or reduction), keeping the mesh closed and free of crossings.
 
+        :param helpers: helper processes started before (:meth:`.mesh.Simplification.startHelpers`).
         :return: (mesh, info, repair log) - see :func:`.mesh.decimateClosed`; info["deviation"] says how far the
             decimated mesh lies from the surface it was made from.
         """
@@ -467,7 +468,7 @@ class DicomToPrintLogic:
             target = int(round(target * (1.0 - parameters.targetReduction)))
         if parameters.targetTriangles > 0:
             target = min(target, parameters.targetTriangles)
-        return mesh.decimateClosed(polyData, max(target, 4), parameters.minimumShellVolumeMm3)
+        return mesh.decimateClosed(polyData, max(target, 4), parameters.minimumShellVolumeMm3, helpers=helpers)
 
     def validate(self, polyData, parameters: DicomToPrintParameters | None = None) -> ValidationReport:
         """Check the mesh for printing. See :func:`.validate.validateMesh`."""
@@ -539,6 +540,7 @@ class DicomToPrintLogic:
 
         succeeded, created = False, []  # files this run has written, removed again if it fails
         conversion = None  # Slicer's surface conversion in a helper process, started early
+        simplifying = []  # and fast-simplification's
         with cancellable(progressCallback) as progressCallback:
             try:
                 with capturedVtkMessages() as messages:
@@ -579,6 +581,8 @@ class DicomToPrintLogic:
 
                     t = begin("surface", "Creating the closed surface" + ("s" if len(segments) > 1 else ""))
                     meshes = {}
+                    if parameters.targetTriangles > 0 or parameters.targetReduction > 0:  # they import meanwhile
+                        simplifying = mesh.Simplification.startHelpers()
 
                     def releaseVoxels():  # the largest array, freed before the last surface is made
                         inputFingerprint.result()
@@ -610,7 +614,8 @@ class DicomToPrintLogic:
                         if parameters.targetTriangles > 0 and len(segments) > 1:  # the budget, shared by size
                             share = replace(parameters, targetTriangles=max(
                                 4, int(parameters.targetTriangles * polyData.GetNumberOfPolys() / max(total, 1))))
-                        polyData, decimation, log = self.decimate(polyData, share)
+                        polyData, decimation, log = self.decimate(polyData, share, simplifying)
+                        simplifying = []  # used (or stopped) by the first
                         if decimation["attempts"] and not decimation["decimated"]:
                             warnings.append(f"{segmentResult.name}: the decimated mesh was not kept ("
                                             f"{'; '.join(decimation['rejected'])}); the undecimated surface "
@@ -686,6 +691,8 @@ class DicomToPrintLogic:
             finally:
                 if conversion is not None:  # started, not used (a failure or a cancel before the surface)
                     conversion.stop()
+                for helper in simplifying:  # the same, before the decimation
+                    helper.stop()
                 if not succeeded:  # cancelled or failed after writing: no model without its report
                     for path in created:
                         with contextlib.suppress(OSError):

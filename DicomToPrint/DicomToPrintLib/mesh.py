@@ -158,10 +158,15 @@ class ReferenceSurface:
 
     def __init__(self, polyData):
         self.polyData = polyData
-        self.locator = vtk.vtkStaticCellLocator()
-        self.locator.SetDataSet(polyData)
-        self.locator.BuildLocator()
-        self._arrays = None
+        self._locator = self._arrays = None
+
+    def locator(self) -> vtk.vtkStaticCellLocator:
+        """A cell locator on the surface, built when first asked for (most decimations need none)."""
+        if self._locator is None:
+            self._locator = vtk.vtkStaticCellLocator()
+            self._locator.SetDataSet(self.polyData)
+            self._locator.BuildLocator()
+        return self._locator
 
     def _triangles(self):
         if self._arrays is None:  # only when something is projected: most meshes need no refinement
@@ -175,11 +180,11 @@ class ReferenceSurface:
         wall, never to the other (whose triangles face the other way). Points with none stay where they are."""
         result = points.copy()
         referencePoints, referenceTriangles, referenceNormals = self._triangles()
-        ids = vtk.vtkIdList()
+        locator, ids = self.locator(), vtk.vtkIdList()
         for index, (point, normal) in enumerate(zip(points.tolist(), normals, strict=True)):
             bounds = [point[0] - radius, point[0] + radius, point[1] - radius, point[1] + radius,
                       point[2] - radius, point[2] + radius]
-            self.locator.FindCellsWithinBounds(bounds, ids)
+            locator.FindCellsWithinBounds(bounds, ids)
             cells = np.array([ids.GetId(i) for i in range(ids.GetNumberOfIds())], np.int64)
             if len(cells) == 0:
                 continue
@@ -496,66 +501,147 @@ def simplificationMethod() -> str:
 SIMPLIFICATION_AGGRESSIVENESS = 7
 
 
+#: Surfaces with more triangles are simplified in two halves side by side (see :class:`Simplification`).
+SPLIT_TRIANGLES = 200_000
+
+
+def simplificationParts(points: np.ndarray, triangles: np.ndarray, targetTriangles: int) -> list[tuple]:
+    """The surface cut in two across its longest extent at the median triangle (one part below
+    :data:`SPLIT_TRIANGLES`), each part with its share of the target.
+
+    :return: [(all triangles with the part's first (int32), the part's triangle count, its target)].
+    """
+    if len(triangles) < SPLIT_TRIANGLES:
+        return [(np.ascontiguousarray(triangles, np.int32), len(triangles), int(targetTriangles))]
+    axis = int(np.argmax(np.ptp(points, axis=0)))
+    where = points[:, axis][triangles].sum(axis=1)  # three times the triangle's middle, along the axis
+    half = len(triangles) // 2
+    order = np.argpartition(where, half)
+    first, second = np.sort(order[:half]), np.sort(order[half:])  # each part in the surface's own order
+    firstTarget = int(round(targetTriangles * half / len(triangles)))
+    return [(np.ascontiguousarray(triangles[np.concatenate([a, b])], np.int32), len(a), target)
+            for a, b, target in ((first, second, firstTarget), (second, first, targetTriangles - firstTarget))]
+
+
 class Simplification:
     """A simplification (:func:`simplify`) started now, its mesh from :meth:`result`.
 
-    fast-simplification runs in a process of its own (see :mod:`.helperworker`): this one goes on meanwhile
-    (the decimation builds its reference surface), a cancel stops it at once, and its memory is given back when
-    it ends. Where no Python interpreter can be started, ``inProcess`` is asked, or the method is VTK's, it runs
-    in :meth:`result`. The same mesh either way.
+    fast-simplification runs in processes of its own (see :mod:`.helperworker`): a large surface is cut in two
+    halves (:func:`simplificationParts`), simplified side by side with the cut kept where it is, and joined again
+    along it; meanwhile this process goes on, a cancel stops them at once, and their memory is given back when they
+    end. Where no Python interpreter can be started, ``inProcess`` is asked, or the method is VTK's, it runs in
+    :meth:`result`, half after half. The same mesh either way.
+
+    :param measure: the helper processes go on to measure each simplified point's distance to the surface
+        (:meth:`distances`) while this one repairs the mesh.
+    :param helpers: helper processes started before (:meth:`startHelpers`), which have imported what they need
+        meanwhile; used instead of new ones, and stopped if not needed.
     """
 
-    def __init__(self, polyData, targetTriangles: int, method: str | None = None, inProcess: bool = False):
+    @staticmethod
+    def startHelpers(count: int = 2) -> list:
+        """Helper processes for a simplification to come (none where no interpreter can be started)."""
+        command = helperCommand("simplify")
+        helpers = []
+        try:
+            for _ in range(count if command is not None else 0):
+                helpers.append(HelperProcess(command, None, "fast-simplification", frames=True))
+        except OSError as error:
+            logger.warning("fast-simplification's helper process could not be started (%s)", error)
+        return helpers
+
+    def __init__(self, polyData, targetTriangles: int, method: str | None = None, inProcess: bool = False,
+                 measure: bool = False, helpers: list | None = None):
         if targetTriangles <= 0:
             raise ValueError(f"Target triangle count must be positive (got {targetTriangles})")
         self.polyData, self.targetTriangles = polyData, int(targetTriangles)
         self.method = method or simplificationMethod()
-        self.helper = None
+        self.helpers, self.parts, self.points, self.measure = [], [], None, measure
         if self.method == FAST_SIMPLIFICATION and polyData.GetNumberOfPolys() > targetTriangles:
+            self.points = np.ascontiguousarray(pointsArray(polyData), np.float64)
+            self.parts = simplificationParts(self.points, trianglesArray(polyData), self.targetTriangles)
             command = None if inProcess else helperCommand("simplify")
-            if command is not None:
-                points, faces = self._arrays()
-                header = np.array([len(points), len(faces), self.targetTriangles, SIMPLIFICATION_AGGRESSIVENESS],
-                                  np.int64)
-                try:
-                    self.helper = HelperProcess(command, header.tobytes() + points.tobytes() + faces.tobytes(),
-                                                "fast-simplification")
-                except OSError as error:
-                    logger.warning("fast-simplification runs in this process (%s could not be started: %s)",
-                                   command[0], error)
+            started = list(helpers or []) if command is not None else []
+            try:
+                for ordered, count, target in self.parts if command is not None else []:
+                    data = [np.array([len(self.points), len(ordered), count, target, SIMPLIFICATION_AGGRESSIVENESS,
+                                      int(measure)], np.int64).tobytes(), self.points, ordered]
+                    if started:
+                        self.helpers.append(started.pop(0))
+                        self.helpers[-1].send(*data)
+                    else:
+                        self.helpers.append(HelperProcess(command, data, "fast-simplification", frames=True))
+            except OSError as error:
+                self.stop()
+                self.helpers = []
+                logger.warning("fast-simplification runs in this process (%s could not be started: %s)",
+                               command[0], error)
+            helpers = started
+        for helper in helpers or []:  # started before, not needed
+            helper.stop()
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return (np.ascontiguousarray(pointsArray(self.polyData), np.float64),
-                np.ascontiguousarray(trianglesArray(self.polyData), np.int32))
+    def result(self, merge: bool = True) -> vtk.vtkPolyData:
+        """The simplified mesh (waits for it, cancellably).
 
-    def result(self) -> vtk.vtkPolyData:
-        """The simplified mesh (waits for it, cancellably)."""
-        if self.helper is not None:
-            output = self.helper.result()
-            count = np.frombuffer(output[:16], np.int64)
-            split = 16 + 24 * int(count[0])
-            return polyDataFromArrays(np.frombuffer(output[16:split], np.float64).reshape(-1, 3),
-                                      np.frombuffer(output[split:], np.int32).reshape(-1, 3))
-        if self.polyData.GetNumberOfPolys() <= self.targetTriangles:
+        :param merge: merge the halves' copies of the points along the cut (False: :func:`repair` does it).
+        """
+        if self.helpers:
+            pieces = [self._simplified(helper) for helper in self.helpers]
+        elif self.parts:
+            if self.method != FAST_SIMPLIFICATION:
+                raise AssertionError("parts are made for fast-simplification only")
+            from .helperworker import simplifyPart
+
+            pieces = [simplifyPart(self.points, ordered, count, target, SIMPLIFICATION_AGGRESSIVENESS)
+                      for ordered, count, target in self.parts]
+        elif self.polyData.GetNumberOfPolys() <= self.targetTriangles:
             output = vtk.vtkPolyData()
             output.ShallowCopy(self.polyData)
             return output
-        if self.method == FAST_SIMPLIFICATION:
-            import fast_simplification
+        else:
+            quadric = vtk.vtkQuadricDecimation()
+            quadric.SetTargetReduction(1.0 - self.targetTriangles / self.polyData.GetNumberOfPolys())
+            quadric.VolumePreservationOn()
+            # Attribute arrays (normals) are recomputed after decimation; carrying them along slows the quadrics
+            # down.
+            quadric.AttributeErrorMetricOff()
+            return _run(quadric, self.polyData)
+        offsets = np.cumsum([0] + [len(points) for points, _ in pieces[:-1]])
+        joined = polyDataFromArrays(np.concatenate([points for points, _ in pieces]), np.concatenate(
+            [faces + offset for (_, faces), offset in zip(pieces, offsets, strict=True)]))
+        # the halves share the points of the cut (kept as they were): merged into one surface again
+        return cleanMesh(joined) if len(pieces) > 1 and merge else joined
 
-            return polyDataFromArrays(*fast_simplification.simplify(
-                *self._arrays(), target_count=self.targetTriangles, agg=SIMPLIFICATION_AGGRESSIVENESS))
-        quadric = vtk.vtkQuadricDecimation()
-        quadric.SetTargetReduction(1.0 - self.targetTriangles / self.polyData.GetNumberOfPolys())
-        quadric.VolumePreservationOn()
-        # Attribute arrays (normals) are recomputed after decimation; carrying them along slows the quadrics down.
-        quadric.AttributeErrorMetricOff()
-        return _run(quadric, self.polyData)
+    def distances(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(points, their distances to the surface) of the simplified halves, as the helper processes measured
+        them with ``measure``; None when there are none (this process measures then)."""
+        if not self.helpers:
+            return None
+        points = [self._simplified(helper)[0] for helper in self.helpers]
+        return np.concatenate(points), np.concatenate([np.frombuffer(self._frame(helper, 1), np.float64)
+                                                       for helper in self.helpers])
+
+    def _frame(self, helper, index: int) -> bytes:
+        try:
+            data = helper.frame(index)
+        except BaseException:  # a cancel or a failure: the others too
+            self.stop()
+            raise
+        if index == int(self.measure):  # its last: it ends now
+            helper.process.wait()
+            helper.stop()
+        return data
+
+    def _simplified(self, helper) -> tuple[np.ndarray, np.ndarray]:
+        data = self._frame(helper, 0)
+        split = 16 + 24 * int(np.frombuffer(data[:16], np.int64)[0])
+        return (np.frombuffer(data[16:split], np.float64).reshape(-1, 3),
+                np.frombuffer(data[split:], np.int32).reshape(-1, 3))
 
     def stop(self) -> None:
-        """Stop the helper process, if any (when its result is no longer wanted)."""
-        if self.helper is not None:
-            self.helper.stop()
+        """Stop the helper processes, if any (when their results are no longer wanted)."""
+        for helper in self.helpers:
+            helper.stop()
 
 
 def simplify(polyData, targetTriangles: int, method: str | None = None) -> vtk.vtkPolyData:
@@ -575,8 +661,8 @@ MAXIMUM_DEVIATION_MM = 0.5
 
 
 def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float = 0.0, attempts: int = 2,
-                   maximumDeviationMm: float = MAXIMUM_DEVIATION_MM,
-                   method: str | None = None) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
+                   maximumDeviationMm: float = MAXIMUM_DEVIATION_MM, method: str | None = None,
+                   helpers: list | None = None) -> tuple[vtk.vtkPolyData, dict, RepairLog]:
     """Decimate towards ``targetTriangles``; the result is never worse than the undecimated surface.
 
     The mesh is simplified (:func:`simplify`) and repaired (:func:`repair`, bounded), and kept only if it is
@@ -587,6 +673,8 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
 
     :param polyData: closed manifold triangle mesh (the surface conversion's, repaired).
     :param targetTriangles: wanted number of triangles.
+    :param helpers: helper processes for the first simplification (:meth:`Simplification.startHelpers`); stopped
+        here if not used.
     :return: (mesh, {"requestedTriangles", "triangles", "attempts", "decimated", "method", "deviation",
         "rejected"}, repair log of the result).
     """
@@ -598,28 +686,35 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
         if target >= polyData.GetNumberOfPolys():
             break
         info["attempts"] = attempt
-        # a little below the target: refining crossings adds a few triangles, and the target is a maximum
-        simplification = Simplification(polyData, max(4, int(target * 0.998)), method)
-        try:  # the reference surface is built while a helper process simplifies
+        # a little below the target: refining crossings adds a few triangles, and the target is a maximum; the
+        # helper processes measure the simplified points' distances while this one repairs
+        simplification = Simplification(polyData, max(4, int(target * 0.998)), method, measure=True,
+                                        helpers=helpers)
+        helpers = None  # used (or stopped) by the first
+        try:
             reference = reference or ReferenceSurface(polyData)
-            simplified = simplification.result()
+            simplified = simplification.result(merge=False)  # the repair merges the cut's points
+            checkpoint()
+            candidate, log = repair(simplified, minimumShellVolumeMm3, final=True, reference=reference)
+            deviation = None
+            if isPrintable(candidate, log):
+                deviation = surfaceDeviation(candidate, reference.locator,
+                                             extraSamples=newTriangles(simplified, candidate),
+                                             known=simplification.distances())
         finally:
             simplification.stop()
-        checkpoint()
-        candidate, log = repair(simplified, minimumShellVolumeMm3, final=True, reference=reference)
-        if not isPrintable(candidate, log):
+        if deviation is None:
             info["rejected"].append(f"{target} triangles: {log.defectsLeft} defects left after {log.rounds} rounds "
                                     "of repair")
+        elif deviation["maximumMm"] <= maximumDeviationMm:
+            info.update(triangles=candidate.GetNumberOfPolys(), decimated=True, method=method, deviation=deviation)
+            return candidate, info, log
         else:
-            deviation = surfaceDeviation(candidate, reference.locator,
-                                         extraSamples=newTriangles(simplified, candidate))
-            if deviation["maximumMm"] <= maximumDeviationMm:
-                info.update(triangles=candidate.GetNumberOfPolys(), decimated=True, method=method,
-                            deviation=deviation)
-                return candidate, info, log
             info["rejected"].append(f"{target} triangles: {deviation['maximumMm']:.2f} mm from the surface "
                                     f"(limit {maximumDeviationMm:g} mm)")
         target *= 2
+    for helper in helpers or []:  # none was needed
+        helper.stop()
     polyData, log = repair(polyData, minimumShellVolumeMm3, final=True)
     info["triangles"] = polyData.GetNumberOfPolys()
     return polyData, info, log

@@ -413,12 +413,16 @@ def closestPointsOnTriangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.
     return result
 
 
-def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None) -> dict:
+def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None,
+                     known: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """How far a mesh lies from a reference surface (mm): the distance from every vertex, and from the middle of
     each triangle flagged in ``extraSamples`` (e.g. those a repair made, whose vertices alone would not show a
     patch across a hole), to the nearest point of the reference.
 
-    :param reference: the reference surface (vtkPolyData), or a cell locator built on it.
+    :param reference: the reference surface (vtkPolyData), a cell locator built on it, or a function returning
+        one (called only if a point is left to measure).
+    :param known: (points, distances) measured before, e.g. by the helper processes of a simplification: a point
+        at exactly one of these positions has that distance.
     :return: {"meanMm", "p95Mm", "maximumMm", "samples"}.
     """
     points = pointsArray(polyData)
@@ -426,18 +430,27 @@ def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None
         points = np.vstack([points, points[trianglesArray(polyData)[extraSamples]].mean(axis=1)])
     if len(points) == 0:
         return {"meanMm": 0.0, "p95Mm": 0.0, "maximumMm": 0.0, "samples": 0}
-    locator = reference
-    if not reference.IsA("vtkAbstractCellLocator"):
-        locator = vtk.vtkStaticCellLocator()
-        locator.SetDataSet(reference)
-        locator.BuildLocator()
-    closest, cellId, subId, squared = [0.0, 0.0, 0.0], vtk.reference(0), vtk.reference(0), vtk.reference(0.0)
-    distance = np.empty(len(points))
-    for i, point in enumerate(points.tolist()):
-        if i % 8192 == 0:
-            checkpoint()
-        locator.FindClosestPoint(point, closest, cellId, subId, squared)
-        distance[i] = squared.get()
+    distance = np.full(len(points), np.nan)
+    if known is not None and len(known[0]):
+        both = np.ascontiguousarray(np.concatenate([known[0], points]), np.float64)
+        _, first, inverse = np.unique(both.view(np.dtype((np.void, 24))).ravel(), return_index=True,
+                                      return_inverse=True)
+        source = first[inverse.ravel()[len(known[0]):]]  # the first of the positions equal to each point's
+        found = source < len(known[0])
+        distance[found] = known[1][source[found]] ** 2
+    left = np.flatnonzero(np.isnan(distance))
+    if len(left):
+        locator = reference() if callable(reference) else reference
+        if not locator.IsA("vtkAbstractCellLocator"):
+            surface, locator = locator, vtk.vtkStaticCellLocator()
+            locator.SetDataSet(surface)
+            locator.BuildLocator()
+        closest, cellId, subId, squared = [0.0, 0.0, 0.0], vtk.reference(0), vtk.reference(0), vtk.reference(0.0)
+        for n, (i, point) in enumerate(zip(left.tolist(), points[left].tolist(), strict=True)):
+            if n % 8192 == 0:
+                checkpoint()
+            locator.FindClosestPoint(point, closest, cellId, subId, squared)
+            distance[i] = squared.get()
     distance = np.sqrt(distance)
     return {"meanMm": round(float(distance.mean()), 4), "p95Mm": round(float(np.percentile(distance, 95)), 4),
             "maximumMm": round(float(distance.max()), 4), "samples": int(len(points))}

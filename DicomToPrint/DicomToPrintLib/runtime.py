@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import sys
 import time
 from contextlib import contextmanager
 
@@ -222,7 +223,6 @@ def pythonExecutable() -> str | None:
     PythonSlicer inside Slicer (its own executable is the application; Slicer's pip_install finds it the same
     way), else this interpreter. None where there is none."""
     import shutil
-    import sys
 
     if isSlicerApplication():
         return shutil.which("PythonSlicer")
@@ -255,10 +255,12 @@ class HelperProcess:
     :param toFile: its standard output goes to a temporary file, which :meth:`result` returns (at its start)
         instead of bytes: a large output is then read where and as the caller wants (a pipe read whole grows
         its buffer in a thread, whose memory the C library keeps).
+    :param frames: its standard output is a series of frames (an int64 byte count, then the bytes), each taken
+        by :meth:`frame` as soon as it has come, while the process goes on.
     :raises OSError: when the process cannot be started.
     """
 
-    def __init__(self, command: list[str], data, what: str, toFile: bool = False):
+    def __init__(self, command: list[str], data, what: str, toFile: bool = False, frames: bool = False):
         import subprocess
         import tempfile
         import threading
@@ -267,12 +269,12 @@ class HelperProcess:
         self.output = tempfile.TemporaryFile() if toFile else None
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                                         stdout=self.output if toFile else subprocess.PIPE)
-        self.received = {}
+        self.received, self.frames, self.arrived, self.ended = {}, [], threading.Condition(), False
         # one thread per stream: a process that writes while it reads must never wait on this one
         self.threads = [threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]
         if not toFile:
-            self.threads.append(threading.Thread(target=self._receive, args=("output", self.process.stdout),
-                                                 daemon=True))
+            self.threads.append(threading.Thread(target=self._receiveFrames if frames else self._receive,
+                                                 args=("output", self.process.stdout), daemon=True))
         for thread in self.threads:
             thread.start()
         if data is not None:
@@ -301,6 +303,48 @@ class HelperProcess:
     def _receive(self, name: str, stream) -> None:
         self.received[name] = stream.read()
 
+    def _receiveFrames(self, name: str, stream) -> None:
+        try:
+            while True:
+                size = stream.read(8)
+                if len(size) < 8:
+                    break
+                count = int.from_bytes(size, sys.byteorder, signed=True)
+                data = stream.read(count)
+                if len(data) < count:
+                    break
+                with self.arrived:
+                    self.frames.append(data)
+                    self.arrived.notify_all()
+        finally:
+            with self.arrived:
+                self.ended = True
+                self.arrived.notify_all()
+
+    def frame(self, index: int) -> bytes:
+        """Frame ``index`` (0 first) of its output, as soon as it has come; waits cancellably.
+
+        :raises RuntimeError: when the process ended without it (with the last line it wrote on its standard
+            error).
+        """
+        try:
+            while True:
+                with self.arrived:
+                    if len(self.frames) > index:
+                        return self.frames[index]
+                    if self.ended:
+                        break
+                    self.arrived.wait(CHECKPOINT_INTERVAL / 2)
+                checkpoint()
+            self.process.wait()
+            for thread in self.threads:
+                thread.join()
+        except BaseException:
+            self.stop()
+            raise
+        self._raiseFailure()
+        raise RuntimeError(f"{self.what} ended without its output")
+
     def stop(self) -> None:
         """Stop the process if it still runs (its pipes close, the threads end)."""
         if self.process.poll() is None:
@@ -308,6 +352,12 @@ class HelperProcess:
             self.process.wait()
         for thread in self.threads:
             thread.join()
+
+    def _raiseFailure(self) -> None:
+        if self.process.returncode != 0:
+            lines = self.received.get("errors", b"").decode(errors="replace").strip().splitlines()
+            raise RuntimeError(f"{self.what} failed (exit code {self.process.returncode}): "
+                               f"{lines[-1] if lines else 'no message'}")
 
     def result(self):
         """Its standard output (bytes, or the file with ``toFile``), once it has ended; within
@@ -321,10 +371,7 @@ class HelperProcess:
             self.process.wait()
         finally:
             self.stop()
-        if self.process.returncode != 0:
-            lines = self.received.get("errors", b"").decode(errors="replace").strip().splitlines()
-            raise RuntimeError(f"{self.what} failed (exit code {self.process.returncode}): "
-                               f"{lines[-1] if lines else 'no message'}")
+        self._raiseFailure()
         if self.output is not None:
             self.output.seek(0)
             return self.output

@@ -242,15 +242,54 @@ class DicomToPrintMeshTest(unittest.TestCase):
         hollow, _ = mesh.repair(append(sphere(10.0, resolution=120), reversed_(sphere(6.0, resolution=120))))
         target = hollow.GetNumberOfPolys() // 8
         apart = mesh.Simplification(hollow, target)
-        self.assertIsNotNone(apart.helper)  # a plain Python install can always start its own interpreter
+        self.assertEqual(len(apart.helpers), 1)  # a plain Python install can always start its own interpreter
         here = mesh.Simplification(hollow, target, inProcess=True)
-        self.assertIsNone(here.helper)
+        self.assertEqual(here.helpers, [])
         a, b = apart.result(), here.result()
-        self.assertEqual(apart.helper.process.returncode, 0)
+        self.assertEqual(apart.helpers[0].process.returncode, 0)
         np.testing.assert_array_equal(meshdata.pointsArray(a), meshdata.pointsArray(b))
         np.testing.assert_array_equal(meshdata.trianglesArray(a), meshdata.trianglesArray(b))
         self.assertLessEqual(a.GetNumberOfPolys(), target)
         self.assertGreater(a.GetNumberOfPolys(), 0.95 * target)
+
+    def test_aLargeSurfaceIsSimplifiedInTwoHalvesThatFitTogether(self):
+        # a hollow ball of 2 x 230,000 triangles: above SPLIT_TRIANGLES, so cut in two through both walls, each half
+        # simplified in a helper process of its own with the cut kept
+        surface = append(sphere(10.0, resolution=340), reversed_(sphere(6.0, resolution=340)))
+        surface, _ = mesh.repair(surface)
+        triangles = surface.GetNumberOfPolys()
+        self.assertGreater(triangles, mesh.SPLIT_TRIANGLES)
+        target = triangles // 10
+        parts = mesh.simplificationParts(meshdata.pointsArray(surface), meshdata.trianglesArray(surface), target)
+        self.assertEqual([count for _, count, _ in parts], [triangles // 2, triangles - triangles // 2])
+        self.assertEqual(sum(share for _, _, share in parts), target)
+        apart = mesh.Simplification(surface, target, measure=True, helpers=mesh.Simplification.startHelpers())
+        here = mesh.Simplification(surface, target, inProcess=True)
+        self.assertEqual((len(apart.helpers), here.helpers), (2, []))
+        a, b = apart.result(), here.result()
+        np.testing.assert_array_equal(meshdata.pointsArray(a), meshdata.pointsArray(b))
+        np.testing.assert_array_equal(meshdata.trianglesArray(a), meshdata.trianglesArray(b))
+        # the halves meet: one closed surface again, each wall a shell
+        self.assertTrue(mesh.isClosedManifold(a))
+        self.assertEqual(meshdata.labelShells(a)[2], 2)
+        self.assertLessEqual(a.GetNumberOfPolys(), target)
+        self.assertGreater(a.GetNumberOfPolys(), 0.95 * target)
+        # the helpers' distances are those this process measures, point for point
+        points, distances = apart.distances()
+        self.assertGreater(len(points), a.GetNumberOfPoints())  # the cut's points came from both halves
+        measured = meshdata.surfaceDeviation(a, surface)
+        known = meshdata.surfaceDeviation(a, lambda: self.fail("nothing is left to measure"), known=(points, distances))
+        self.assertEqual(known, measured)
+        self.assertLess(measured["maximumMm"], 0.05)
+        self.assertEqual([helper.process.returncode for helper in apart.helpers], [0, 0])
+
+    def test_helpersStartedBeforeAndNotNeededAreStopped(self):
+        small = sphere(10.0, resolution=40)
+        helpers = mesh.Simplification.startHelpers()
+        self.assertEqual(len(helpers), 2)
+        same = mesh.Simplification(small, small.GetNumberOfPolys() + 1, helpers=helpers).result()
+        self.assertEqual(same.GetNumberOfPolys(), small.GetNumberOfPolys())
+        self.assertTrue(all(helper.process.returncode is not None for helper in helpers))
 
     def test_aCancelStopsTheHelperProcessAtOnce(self):
         import time
@@ -267,8 +306,9 @@ class DicomToPrintMeshTest(unittest.TestCase):
             with self.assertRaisesRegex(runtime.ProcessingCancelled, "Cancelled at: Decimating"):
                 simplification.result()
             self.assertLess(time.monotonic() - started, 1.0)
-        self.assertIsNotNone(simplification.helper.process.returncode)  # ended, not left running
-        self.assertLess(simplification.helper.process.returncode, 0)  # by the kill, not by finishing
+        # ended, not left running, by the kill, not by finishing
+        self.assertEqual(len(simplification.helpers), 2)
+        self.assertTrue(all(helper.process.returncode < 0 for helper in simplification.helpers))
 
     @staticmethod
     def fractionalBall(size: int, radius: float):
