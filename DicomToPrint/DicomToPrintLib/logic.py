@@ -24,7 +24,6 @@ from .runtime import (
     cancellable,
     capturedVtkMessages,
     checkChoice,
-    checkpoint,
     logger,
     releaseFreedMemory,
     reportProgress,
@@ -362,8 +361,7 @@ class DicomToPrintLogic:
 
     def thresholdRange(self, volumeNode, parameters: DicomToPrintParameters, modality: str = "CT") -> dict:
         """The threshold range the parameters ask for on this volume, where it came from and why."""
-        low, high = volumeNode.GetImageData().GetScalarRange()
-        checkpoint()
+        low, high = segment.scalarRange(volumeNode)
         if parameters.minimumThreshold is not None or parameters.maximumThreshold is not None:
             minimum = low if parameters.minimumThreshold is None else parameters.minimumThreshold
             maximum = high if parameters.maximumThreshold is None else parameters.maximumThreshold

@@ -209,6 +209,22 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         with self.assertRaisesRegex(DicomToPrintError, "MR, which has none"):
             self.logic.thresholdRange(volume, DicomToPrintParameters(preset="CT bone"), modality="MR")
 
+    def test_scalarRangeIsVtksFoundSlabBySlab(self):
+        volume, _ = self.load("shell")
+        self.assertEqual(segment.scalarRange(volume), volume.GetImageData().GetScalarRange())
+        # floating-point voxels with NaN in them, in more than one slab: NaN is left out, as VTK leaves it out
+        values = np.linspace(-5.0, 7.5, 70 * 6 * 5).reshape(70, 6, 5)
+        values[0] = np.nan
+        values[40, 2, 3] = np.nan
+        floating = self.logic.context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "floating")
+        self.addCleanup(self.logic.context.removeNode, floating)
+        image = vtk.vtkImageData()
+        image.SetDimensions(5, 6, 70)
+        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(values.ravel(), deep=True))
+        floating.SetAndObserveImageData(image)
+        self.assertEqual(segment.scalarRange(floating), (float(values[1, 0, 0]), 7.5))
+        self.assertEqual(segment.scalarRange(floating), floating.GetImageData().GetScalarRange())
+
     def test_voxelFractionOfAPlaneNeverNaN(self):
         # a plane through a voxel's centre cuts it in half whichever way it faces; a zero normal (a vertex whose
         # triangles cancel out) is no plane: the voxel is then wholly on the side its offset says, not NaN
