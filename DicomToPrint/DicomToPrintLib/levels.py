@@ -337,13 +337,16 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     # one vector image: ITK smooths the components in one pass over the grid (the same numbers as one by one)
     image = sitk.GetImageFromArray(coarse.pop(), isVector=True)
     image.SetSpacing([float(s * f) for s, f in zip(spacing, shrink, strict=True)])
-    smoothedImage = sitk.SmoothingRecursiveGaussian(image, sigmaMm)
+    smoother = sitk.SmoothingRecursiveGaussianImageFilter()
+    smoother.SetSigma(sigmaMm)
+    smoothedImage = execute(smoother, image)  # cancellable (the procedural call is one long wait)
     del image
     stacked = sitk.GetArrayViewFromImage(smoothedImage)  # valid while smoothedImage lives
     shape = stacked.shape[:3]
     # fine voxel n lies at coarse coordinate (n - (f - 1) / 2) / f: a bin's centre is the mean of its voxels'
     lower, weights = [], []
     for axis, f in enumerate(reversed(shrink)):
+        checkpoint()
         x = np.clip((where[axis] - (f - 1) / 2.0) / f, 0.0, shape[axis] - 1)
         i0 = np.minimum(np.floor(x).astype(np.intp), max(shape[axis] - 2, 0))
         lower.append(i0)
@@ -498,12 +501,18 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     reliable = np.abs(contrast) >= max(minimumContrast, 1e-6)
     unclipped = np.where(reliable, (valuesNear - lower) / np.where(reliable, contrast, 1.0),
                          inside[near].astype(np.float32))
-    fraction = inside.astype(np.float32)  # made last: the volume and the binned rings are gone by now
+    # made last (the volume and the binned rings are gone by now), slab by slab (a Cancel is answered between)
+    fraction = np.empty(inside.shape, np.float32)
+    insideVoxels = 0
+    for k in range(0, len(fraction), 16):
+        checkpoint()
+        fraction[k:k + 16] = inside[k:k + 16]
+        insideVoxels += int(np.count_nonzero(inside[k:k + 16]))
     fraction[near] = np.clip(unclipped, 0.0, 1.0)
     # The partial-volume integral: noise averages out in the unclipped sum, but where the local levels are off
     # (three materials meeting) a voxel must not count for more than a little beyond pure. (Beyond the band the
-    # fraction is exactly 0 or 1, clipped or not.)
-    integral = (float(fraction.sum(dtype=np.float64)) - float(fraction[near].sum(dtype=np.float64))
+    # fraction is exactly 0 or 1, clipped or not: those count as the inside voxels there.)
+    integral = (float(insideVoxels - int(np.count_nonzero(inside[near])))
                 + float(np.clip(unclipped, -0.25, 1.25).sum(dtype=np.float64)))
     return FractionMap(fraction, integral, tuple(int(o) + s.start for o, s in zip(offset, box, strict=True)),
                        insideLevel, outsideLevel, source)

@@ -515,12 +515,19 @@ def simplificationParts(points: np.ndarray, triangles: np.ndarray, targetTriangl
         return [(np.ascontiguousarray(triangles, np.int32), len(triangles), int(targetTriangles))]
     axis = int(np.argmax(np.ptp(points, axis=0)))
     where = points[:, axis][triangles].sum(axis=1)  # three times the triangle's middle, along the axis
+    checkpoint()
     half = len(triangles) // 2
     order = np.argpartition(where, half)
+    del where
+    checkpoint()
     first, second = np.sort(order[:half]), np.sort(order[half:])  # each part in the surface's own order
+    del order
     firstTarget = int(round(targetTriangles * half / len(triangles)))
-    return [(np.ascontiguousarray(triangles[np.concatenate([a, b])], np.int32), len(a), target)
-            for a, b, target in ((first, second, firstTarget), (second, first, targetTriangles - firstTarget))]
+    parts = []
+    for a, b, target in ((first, second, firstTarget), (second, first, targetTriangles - firstTarget)):
+        checkpoint()
+        parts.append((np.ascontiguousarray(triangles[np.concatenate([a, b])], np.int32), len(a), target))
+    return parts
 
 
 class Simplification:
@@ -737,7 +744,9 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     if shells <= 1:
         return polyData, 0, 0
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    checkpoint()
     volumes = np.abs(np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells))
+    checkpoint()
     crumbs = volumes < minimumShellVolumeMm3
     volumes[crumbs] = 0.0  # not a container of anything, and dropped below
     # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it; crumbs are
@@ -747,7 +756,9 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     firstTriangle[labels[::-1]] = np.arange(len(labels))[::-1]
     probes = points[triangles[firstTriangle, 0]]
     pointShell = np.full(len(points), -1)
+    checkpoint()
     pointShell[triangles.ravel()] = np.repeat(labels, 3)
+    checkpoint()
     order = np.argsort(-volumes, kind="stable")
     parent = np.full(shells, -1)
     for s in order:  # largest first: a shell's smallest container is the last one found

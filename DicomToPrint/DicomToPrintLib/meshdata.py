@@ -56,6 +56,7 @@ def _perTriangle(points: np.ndarray, triangles: np.ndarray, measure, columns: tu
     """``measure(a, b, c)`` of each triangle's corners, computed a chunk of triangles at a time."""
     result = np.empty((len(triangles), *columns))
     for start in range(0, len(triangles), _TRIANGLE_CHUNK):
+        checkpoint()
         part = triangles[start:start + _TRIANGLE_CHUNK]
         result[start:start + _TRIANGLE_CHUNK] = measure(points[part[:, 0]], points[part[:, 1]], points[part[:, 2]])
     return result

@@ -359,9 +359,15 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
     else:
         del holes
     # what joined on the outside (the partial-volume rim, which the surface's placement ignores) is not "filled"
-    rim = add & _faceNeighbours(~(inside | add))
-    return add, {"cavities": cavities, "filled": filled,
-                 "voxelsFilled": int(np.count_nonzero(add)) - int(np.count_nonzero(rim))}
+    added = rim = 0
+    for k in range(0, len(add), 32):  # slab by slab (with the slices either side): no volume-sized temporaries
+        checkpoint()
+        low, high = max(k - 1, 0), min(k + 33, len(add))
+        outside = ~(inside[low:high] | add[low:high])
+        slab = add[k:k + 32]
+        added += int(np.count_nonzero(slab))
+        rim += int(np.count_nonzero(slab & _faceNeighbours(outside)[k - low:k - low + len(slab)]))
+    return add, {"cavities": cavities, "filled": filled, "voxelsFilled": added - rim}
 
 
 def _boxSum(values: np.ndarray, radius: int, axis: int) -> np.ndarray:

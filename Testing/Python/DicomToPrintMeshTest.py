@@ -299,8 +299,10 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.addCleanup(setattr, runtime, "CHECKPOINT_INTERVAL", runtime.CHECKPOINT_INTERVAL)
         runtime.CHECKPOINT_INTERVAL = 0.0
         surface = sphere(10.0, resolution=1000)  # ~2 M triangles: seconds of work for the helper
-        with runtime.cancellable(lambda text, percent: True) as callback:
-            simplification = mesh.Simplification(surface, 1000)
+        pressed = []
+        with runtime.cancellable(lambda text, percent: bool(pressed)) as callback:
+            simplification = mesh.Simplification(surface, 1000)  # cutting it in two is asked between passes too
+            pressed.append(True)
             started = time.monotonic()
             self.assertTrue(callback("Decimating", 50.0))  # the step begins (and Cancel is already pressed)
             with self.assertRaisesRegex(runtime.ProcessingCancelled, "Cancelled at: Decimating"):
