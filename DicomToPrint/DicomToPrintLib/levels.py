@@ -272,14 +272,22 @@ class FractionMap:
 
 def boundingBox(mask: np.ndarray, margin: int = 0, evenStart: bool = False) -> tuple[slice, slice, slice] | None:
     """The (k, j, i) slices around the non-zero voxels of ``mask``, ``margin`` voxels wider on each side and
-    clipped to the array (found with one ``any`` per axis: no index arrays of the voxels); None when it is empty.
+    clipped to the array (found with ``any`` along the axes, slab by slab: no index arrays of the voxels); None
+    when it is empty.
 
     :param evenStart: start each slice on an even index (a step that samples every second voxel then samples the
         same voxels within the box as within the whole).
     """
+    occupied = [np.zeros(n, bool) for n in mask.shape]  # along each axis, whether a slice holds any voxel
+    for k in range(0, mask.shape[0], 32):  # slab by slab: a Cancel is answered between
+        checkpoint()
+        rows = mask[k:k + 32].any(axis=2)
+        occupied[0][k:k + 32] = rows.any(axis=1)
+        occupied[1] |= rows.any(axis=0)
+        occupied[2] |= mask[k:k + 32].any(axis=1).any(axis=0)
     box = []
     for axis in range(3):
-        index = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        index = np.flatnonzero(occupied[axis])
         if len(index) == 0:
             return None
         start = max(int(index[0]) - margin, 0)

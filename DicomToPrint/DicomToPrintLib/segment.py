@@ -327,7 +327,10 @@ def cavitiesToFill(inside: np.ndarray, values: np.ndarray | None, outsideLevel: 
         grown = sitk.GetArrayViewFromImage(grownImage).view(bool)
     holes = sealedCavities(grown, sliceWise)
     cavities = filled = 0
-    add = grown & ~inside
+    add = np.empty_like(inside)
+    for k in range(0, len(add), 32):  # slab by slab: no volume-sized temporary, a Cancel answered between
+        checkpoint()
+        np.greater(grown[k:k + 32], inside[k:k + 32], out=add[k:k + 32])  # grown and not inside
     box = boundingBox(holes)
     if box is not None:
         labeller = sitk.ConnectedComponentImageFilter()
