@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .runtime import DicomToPrintError, checkpoint, execute
+from .runtime import DicomToPrintError, checkpoint, execute, inChunks
 
 
 def boxPlaneFraction(m: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -350,17 +350,25 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     smoothedImage = execute(smoother, image)  # cancellable (the procedural call is one long wait)
     del image
     stacked = sitk.GetArrayViewFromImage(smoothedImage)  # valid while smoothedImage lives
+    result = np.empty((len(where[0]), stacked.shape[3]), np.float32)
+    # in chunks of points, two threads at a time (numpy lets go of Python's lock in these passes): each point's
+    # value is its own, so the same numbers, and each chunk's index and weight arrays stay small
+    inChunks(lambda start, stop: _interpolate(stacked, shrink, where, result, start, stop), len(result), 1 << 19)
+    return result
+
+
+def _interpolate(stacked: np.ndarray, shrink, where, result: np.ndarray, start: int, stop: int) -> None:
+    """Trilinear interpolation of the binned grid ``stacked`` (k, j, i, C) at the fine voxels
+    ``where[a][start:stop]``, into ``result[start:stop]``."""
     shape = stacked.shape[:3]
     # fine voxel n lies at coarse coordinate (n - (f - 1) / 2) / f: a bin's centre is the mean of its voxels'
     lower, weights = [], []
     for axis, f in enumerate(reversed(shrink)):
-        checkpoint()
-        x = np.clip((where[axis] - (f - 1) / 2.0) / f, 0.0, shape[axis] - 1)
+        x = np.clip((where[axis][start:stop] - (f - 1) / 2.0) / f, 0.0, shape[axis] - 1)
         i0 = np.minimum(np.floor(x).astype(np.intp), max(shape[axis] - 2, 0))
         lower.append(i0)
         weights.append((x - i0).astype(np.float32))
-    components = stacked.shape[3]
-    flat = stacked.reshape(-1, components)
+    flat = stacked.reshape(-1, stacked.shape[3])
     # linear index of the lower corner; a corner's neighbour along an axis is one stride on (none where the grid
     # is one bin thick: the lower corner is then also the upper)
     strides = (shape[1] * shape[2], shape[2], 1)
@@ -368,15 +376,14 @@ def _smoothedAt(coarse: list[np.ndarray], spacing, shrink, sigmaMm: float, where
     base += lower[1] * strides[1]
     base += lower[2]
     step = [strides[a] if shape[a] > 1 else 0 for a in range(3)]
-    result = np.zeros((len(where[0]), components), np.float32)
+    out = result[start:stop]
+    out[...] = 0.0
     for corner in range(8):
-        checkpoint()
         bits = [(corner >> axis) & 1 for axis in range(3)]
-        weight = np.ones(len(where[0]), np.float32)
+        weight = np.ones(len(base), np.float32)
         for a in range(3):
             weight *= weights[a] if bits[a] else 1.0 - weights[a]
-        result += weight[:, None] * flat[base + sum(b * d for b, d in zip(bits, step, strict=True))]
-    return result
+        out += weight[:, None] * flat[base + sum(b * d for b, d in zip(bits, step, strict=True))]
 
 
 def _boundaryBand(inside: np.ndarray) -> np.ndarray:
