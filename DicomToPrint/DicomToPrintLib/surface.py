@@ -31,6 +31,7 @@ from .runtime import (
     checkChoice,
     checkpoint,
     helperCommand,
+    inChunks,
     isSlicerApplication,
     logger,
     releaseFreedMemory,
@@ -257,10 +258,9 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     measured = fraction.fraction
     corners = np.array(list(np.ndindex(2, 2, 2)))
     residual = np.zeros(len(points))
-    chunk = 1 << 17  # vertices at a time: each vertex's residual is its own, the 8 voxels' arrays stay small
-    for start in range(0, len(points), chunk):
-        checkpoint()
-        part = slice(start, start + chunk)
+
+    def refineChunk(start: int, stop: int) -> None:
+        part = slice(start, stop)
         base = np.clip(np.floor(ijk[part]).astype(np.int64), 0, np.array(measured.shape[::-1]) - 2)
         weight = ijk[part] - base
         # the tangent plane's fraction of each of the 8 voxels around the vertex
@@ -269,10 +269,14 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
             voxel = base + corner
             w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
             residual[part] += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction[index])
+
+    # vertices a chunk at a time, two threads at a time: each vertex's residual is its own, the 8 voxels' arrays
+    # stay small
+    inChunks(refineChunk, len(points), 1 << 17)
     # depth of a voxel along the normal: its volume over the area of the surface it contains
     depth = 1.0 / np.maximum((np.abs(normals @ directions) / spacing).sum(axis=1), 1e-9)
     points += (residual * depth)[:, None] * normals
-    del ijk, slope, residual, depth, normals
+    ijk = slope = residual = depth = normals = None  # noqa: F841 (freed before the mesh is made)
     return polyDataFromArrays(points, trianglesArray(polyData))
 
 
