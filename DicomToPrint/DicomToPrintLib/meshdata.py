@@ -13,7 +13,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from .runtime import checkpoint, update
+from .runtime import checkpoint, threadMap, update
 
 
 def trianglesArray(polyData) -> np.ndarray:
@@ -349,9 +349,8 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     # once per member (not per pair); repeats (a pair shares several cells) and bounding boxes only for the few
     # pairs left.
     corner32 = triangles.astype(np.int32)
-    candidates = []
-    for size in np.unique(groupSize[groupSize > 1]):  # all pairs within each cell, batched by cell size
-        checkpoint()
+
+    def candidatesIn(size: int) -> np.ndarray:  # all pairs within the cells of this many triangles
         members = owner[groupStart[groupSize == size][:, None] + np.arange(size)[None, :]]
         first, second = np.triu_indices(size, 1)
         memberCorners = [np.ascontiguousarray(corner32[members, k]) for k in range(3)]
@@ -370,16 +369,17 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
             overlap = (memberLow[rows, p] <= memberHigh[rows, q]) & (memberLow[rows, q] <= memberHigh[rows, p])
             rows, p, q = rows[overlap], p[overlap], q[overlap]
         a, b = members[rows, p], members[rows, q]
-        candidates.append(np.minimum(a, b) * n + np.maximum(a, b))
+        return np.minimum(a, b) * n + np.maximum(a, b)
+
+    # the cells batched by size, two batches at a time (numpy lets go of Python's lock in these passes)
+    candidates = threadMap(candidatesIn, np.unique(groupSize[groupSize > 1]).tolist())
     if not candidates:
         return np.zeros((0, 2), np.int64)
     pairs = np.unique(np.concatenate(candidates))
     pairs = np.stack([pairs // n, pairs % n], axis=1)
-    crossing = []
-    for i in range(0, len(pairs), chunk):
-        checkpoint()
-        crossing.append(pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]],
-                                                           corners[pairs[i:i + chunk, 1]])])
+    crossing = threadMap(lambda i: pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]],
+                                                                      corners[pairs[i:i + chunk, 1]])],
+                         range(0, len(pairs), chunk))
     return np.concatenate(crossing) if crossing else np.zeros((0, 2), np.int64)
 
 

@@ -512,28 +512,35 @@ def updateAside(algorithm) -> None:
         raise
 
 
-def inChunks(function, count: int, chunk: int, workers: int = 2) -> None:
-    """``function(start, stop)`` for consecutive chunks of ``range(count)``, ``workers`` threads at a time,
-    asking the progress callback (:func:`checkpoint`) from this thread meanwhile. For numpy passes over
-    independent items (numpy lets go of Python's lock in them): each chunk writes its own part of the output.
-    A failure or a cancel drops the chunks not begun and waits for those running.
+def threadMap(function, items, workers: int = 2) -> list:
+    """``[function(item) for item in items]``, ``workers`` threads at a time, asking the progress callback
+    (:func:`checkpoint`) from this thread meanwhile. For numpy passes over independent items (numpy lets go of
+    Python's lock in them). A failure or a cancel drops the items not begun and waits for those running.
     """
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
 
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        pending = [pool.submit(function, start, min(start + chunk, count)) for start in range(0, count, chunk)]
+        pending = [pool.submit(function, item) for item in items]
+        results = []
         for future in pending:
             while True:
                 try:
-                    future.result(timeout=CHECKPOINT_INTERVAL / 2)
+                    results.append(future.result(timeout=CHECKPOINT_INTERVAL / 2))
                     break
                 except FutureTimeout:
                     checkpoint()
             checkpoint()
+        return results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def inChunks(function, count: int, chunk: int, workers: int = 2) -> None:
+    """``function(start, stop)`` for consecutive chunks of ``range(count)``, as :func:`threadMap` runs them: each
+    chunk writes its own part of the output."""
+    threadMap(lambda start: function(start, min(start + chunk, count)), range(0, count, chunk), workers)
 
 
 def execute(itkFilter, *images):
