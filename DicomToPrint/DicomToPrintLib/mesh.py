@@ -705,8 +705,11 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
             candidate, log = repair(simplified, minimumShellVolumeMm3, final=True, reference=reference)
             deviation = None
             if isPrintable(candidate, log):
+                # only cutting out and filling, refining or splitting a vertex makes triangles (the other steps
+                # remove triangles, merge points or turn triangles over)
+                made = log.rounds or log.refined or log.nonManifoldVerticesSplit
                 deviation = surfaceDeviation(candidate, reference.locator,
-                                             extraSamples=newTriangles(simplified, candidate),
+                                             extraSamples=newTriangles(simplified, candidate) if made else None,
                                              known=simplification.distances())
         finally:
             simplification.stop()

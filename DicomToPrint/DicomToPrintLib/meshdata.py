@@ -228,12 +228,13 @@ def labelShells(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int]:
     return labelled, numpy_support.vtk_to_numpy(regions).astype(np.int64)[triangles[:, 0]], shells
 
 
-def shellNesting(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.ndarray]:
+def shellNesting(polyData, shells: tuple | None = None) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.ndarray]:
     """Each shell's signed volume and how many other shells enclose it.
 
+    :param shells: :func:`labelShells` of the mesh, if it was made already.
     :return: (mesh labelled by shell, per-triangle shell, per-shell signed volume, per-shell nesting depth).
     """
-    labelled, labels, shells = labelShells(polyData)
+    labelled, labels, shells = shells or labelShells(polyData)
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
     volumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
     depth = np.zeros(shells, np.int64)

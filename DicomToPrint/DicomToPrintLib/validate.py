@@ -132,9 +132,12 @@ class MeshStatistics:
         return result
 
 
-def meshStatistics(polyData) -> MeshStatistics:
-    """Count and measure a triangle mesh (see :class:`MeshStatistics`)."""
-    labelled, labels, shells = labelShells(polyData)
+def meshStatistics(polyData, shells: tuple | None = None) -> MeshStatistics:
+    """Count and measure a triangle mesh (see :class:`MeshStatistics`).
+
+    :param shells: :func:`.meshdata.labelShells` of the mesh, if it was made already.
+    """
+    labelled, labels, shells = shells or labelShells(polyData)
     triangles = trianglesArray(labelled)
     _, boundary, nonManifold = edgeCounts(triangles)
     p = pointsArray(labelled)
@@ -260,7 +263,8 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     :param thicknessMeasured: called with the per-point wall thickness as soon as it is measured (the first
         check), e.g. to render the preview while the other checks run.
     """
-    statistics = meshStatistics(polyData)
+    shells = labelShells(polyData)  # for the statistics and the shells' nesting
+    statistics = meshStatistics(polyData, shells)
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     # The crossing finder is numpy on large arrays (which lets go of Python's lock), the wall thickness Embree's
     # rays (or VTK's, one after another): side by side they take the time of the longer. The finder gets its own copy of
@@ -277,7 +281,7 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     winding = windingConsistent(triangles)
     wrongWay = 0
     if statistics.watertight:
-        _, _, volumes, depth = shellNesting(polyData)
+        _, _, volumes, depth = shellNesting(polyData, shells)
         wrongWay = int(np.count_nonzero((volumes > 0) != (depth % 2 == 0)))
     checkpoint()
     pinched = nonManifoldVertexCount(polyData)

@@ -282,6 +282,14 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual(known, measured)
         self.assertLess(measured["maximumMm"], 0.05)
         self.assertEqual([helper.process.returncode for helper in apart.helpers], [0, 0])
+        # unmerged, as the decimation takes it: the repair merges the cut's points and makes no triangle (so the
+        # decimation measures no triangle's middle)
+        unmerged = mesh.Simplification(surface, target, inProcess=True).result(merge=False)
+        self.assertEqual(unmerged.GetNumberOfPoints(), len(points))
+        repaired, log = mesh.repair(unmerged, final=True)
+        self.assertEqual((log.rounds, log.nonManifoldVerticesSplit), (0, 0))
+        self.assertEqual(repaired.GetNumberOfPoints(), a.GetNumberOfPoints())
+        self.assertFalse(meshdata.newTriangles(unmerged, repaired).any())
 
     def test_helpersStartedBeforeAndNotNeededAreStopped(self):
         small = sphere(10.0, resolution=40)
