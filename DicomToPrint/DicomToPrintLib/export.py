@@ -17,7 +17,7 @@ import tempfile
 import vtk
 
 from .meshdata import pointsArray, polyDataFromArrays, trianglesArray
-from .runtime import DicomToPrintError, checkChoice, checkpoint, isSlicerApplication, logger
+from .runtime import DicomToPrintError, checkChoice, checkpoint, isSlicerApplication
 
 LPS = "LPS"
 RAS = "RAS"
@@ -129,12 +129,11 @@ def _lookupTable(limitMm: float) -> vtk.vtkLookupTable:
     return table
 
 
-def renderPreview(polyData, thickness=None, limitMm: float = 1.0, coordinateSystem: str = LPS,
-                  size=(1000, 500)) -> vtk.vtkImageData:
-    """The model from the front and from the left, walls thinner than ``limitMm`` in red, as an RGB image with no
-    title (:func:`writePreview` adds it). Rendered offscreen (EGL on a machine without a display) in a window of
-    its own, so it can be rendered in a thread while the model is still being validated (VTK's rendering lets go
-    of Python's lock).
+def writePreview(polyData, outputPath: str, thickness=None, limitMm: float = 1.0, coordinateSystem: str = LPS,
+                 title: str = "", size=(1000, 500), overwrite: bool = True) -> str:
+    """A PNG of the model from the front and from the left, walls thinner than ``limitMm`` in red.
+
+    Rendered offscreen (EGL on a machine without a display), written atomically.
 
     :param polyData: the model, in ``coordinateSystem`` millimetres.
     :param thickness: per-point wall thickness (mm, NaN = thick), e.g. :attr:`.validate.ValidationReport.thickness`.
@@ -180,67 +179,26 @@ def renderPreview(polyData, thickness=None, limitMm: float = 1.0, coordinateSyst
         camera.SetViewUp(0.0, 0.0, 1.0)
         renderer.ResetCamera()
         window.AddRenderer(renderer)
+    if title:
+        text = vtk.vtkTextActor()
+        text.SetInput(title)
+        text.GetTextProperty().SetFontSize(16)
+        text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
+        text.SetPosition(10, 10)
+        window.GetRenderers().GetFirstRenderer().AddViewProp(text)
     checkpoint()
     window.Render()
     checkpoint()
     capture = vtk.vtkWindowToImageFilter()
     capture.SetInput(window)
     capture.Update()
-    image = vtk.vtkImageData()
-    image.DeepCopy(capture.GetOutput())
-    window.Finalize()
-    return image
-
-
-#: The preview's title: white, 16 points at 72 dpi (a render window's text), 10 pixels from the lower left corner.
-TITLE_POINTS, TITLE_DPI, TITLE_OFFSET = 16, 72, 10
-
-
-def _addTitle(image: vtk.vtkImageData, title: str) -> None:
-    """Draw ``title`` onto the RGB ``image`` (in place), blended by the text's coverage."""
-    import numpy as np
-    from vtk.util import numpy_support
-
-    textProperty = vtk.vtkTextProperty()
-    textProperty.SetFontSize(TITLE_POINTS)
-    textProperty.SetColor(1.0, 1.0, 1.0)
-    text = vtk.vtkImageData()
-    if not vtk.vtkTextRenderer.GetInstance().RenderString(textProperty, title, text, [0, 0], TITLE_DPI):
-        logger.warning("The preview's title could not be drawn")
-        return
-    width, height, _ = image.GetDimensions()
-    pixels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)
-    tw, th, _ = text.GetDimensions()
-    glyphs = numpy_support.vtk_to_numpy(text.GetPointData().GetScalars()).reshape(th, tw, -1).astype(np.float32)
-    extent = text.GetExtent()  # its origin is the text's anchor (lower left): descenders lie below it
-    y0, x0 = max(TITLE_OFFSET + extent[2], 0), TITLE_OFFSET + extent[0]
-    h, w = min(th, height - y0), min(tw, width - x0)
-    if h <= 0 or w <= 0:
-        return
-    alpha = glyphs[:h, :w, 3:4] / 255.0
-    region = pixels[y0:y0 + h, x0:x0 + w, :3]
-    region[...] = np.round(region * (1.0 - alpha) + glyphs[:h, :w, :3] * alpha).astype(pixels.dtype)
-    image.Modified()
-
-
-def writePreview(polyData, outputPath: str, thickness=None, limitMm: float = 1.0, coordinateSystem: str = LPS,
-                 title: str = "", size=(1000, 500), overwrite: bool = True, rendered=None) -> str:
-    """A PNG of the model from the front and from the left, walls thinner than ``limitMm`` in red, with
-    ``title`` (see :func:`renderPreview`), written atomically.
-
-    :param rendered: the image :func:`renderPreview` made already (e.g. in a thread, beside the validation); it
-        is drawn on. None: rendered here.
-    """
-    image = rendered if rendered is not None else renderPreview(polyData, thickness, limitMm, coordinateSystem,
-                                                                size)
-    if title:
-        _addTitle(image, title)
     with AtomicOutput(outputPath, overwrite) as output:
         temporary = os.path.join(output.folder, "preview.png")
         writer = vtk.vtkPNGWriter()
         writer.SetFileName(temporary)
-        writer.SetInputData(image)
+        writer.SetInputConnection(capture.GetOutputPort())
         writer.Write()
+        window.Finalize()
         return output.commit(temporary)
 
 

@@ -28,7 +28,6 @@ from .runtime import (
     releaseFreedMemory,
     reportProgress,
     softwareVersions,
-    waitFor,
 )
 from .validate import BUILD_VOLUME_MM, MeshStatistics, ValidationReport, meshStatistics, reportTableNode, validateMesh
 
@@ -469,12 +468,11 @@ class DicomToPrintLogic:
             target = min(target, parameters.targetTriangles)
         return mesh.decimateClosed(polyData, max(target, 4), parameters.minimumShellVolumeMm3, helpers=helpers)
 
-    def validate(self, polyData, parameters: DicomToPrintParameters | None = None,
-                 thicknessMeasured=None) -> ValidationReport:
+    def validate(self, polyData, parameters: DicomToPrintParameters | None = None) -> ValidationReport:
         """Check the mesh for printing. See :func:`.validate.validateMesh`."""
         parameters = parameters or DicomToPrintParameters()
         return validateMesh(polyData, parameters.buildVolumeMm, parameters.wallThicknessLimitMm,
-                            parameters.maximumThinAreaPercent, thicknessMeasured=thicknessMeasured)
+                            parameters.maximumThinAreaPercent)
 
     def statistics(self, polyData) -> MeshStatistics:
         return meshStatistics(polyData)
@@ -655,19 +653,7 @@ class DicomToPrintLogic:
                     t = begin("validate", "Validating the exported model")
                     exported = [self.readModel(path, parameters.exportFormat) for path in outputPaths]
                     model = display.appendMeshes(exported) if len(exported) > 1 else exported[0]
-                    rendering = []  # the preview, rendered beside the checks once the wall thickness is known
-
-                    def renderPreview(thickness):
-                        if previewPath:
-                            rendering.append(previewing.submit(
-                                export.renderPreview, model, thickness, parameters.wallThicknessLimitMm,
-                                parameters.coordinateSystem))
-
-                    previewing = ThreadPoolExecutor(max_workers=1)
-                    try:
-                        report = self.validate(model, parameters, thicknessMeasured=renderPreview)
-                    finally:
-                        previewing.shutdown(wait=False)
+                    report = self.validate(model, parameters)
                     fileValidations = {}
                     if len(exported) > 1:
                         fileValidations = {path: self.validate(part, parameters)
@@ -680,8 +666,7 @@ class DicomToPrintLogic:
                         previewPath = export.writePreview(
                             model, previewPath, report.thickness, parameters.wallThicknessLimitMm,
                             parameters.coordinateSystem, title=f"DicomToPrint: {status}; red: walls thinner than "
-                            f"{parameters.wallThicknessLimitMm:g} mm", overwrite=parameters.overwrite,
-                            rendered=waitFor(rendering[0]) if rendering else None)
+                            f"{parameters.wallThicknessLimitMm:g} mm", overwrite=parameters.overwrite)
                         created.append(previewPath)
                 warnings.extend(messages.warnings)
                 timings["report"] = time.perf_counter() - t

@@ -518,28 +518,23 @@ def threadMap(function, items, workers: int = 2) -> list:
     Python's lock in them). A failure or a cancel drops the items not begun and waits for those running.
     """
     from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
 
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         pending = [pool.submit(function, item) for item in items]
         results = []
         for future in pending:
-            results.append(waitFor(future))
+            while True:
+                try:
+                    results.append(future.result(timeout=CHECKPOINT_INTERVAL / 2))
+                    break
+                except FutureTimeout:
+                    checkpoint()
             checkpoint()
         return results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def waitFor(future):
-    """A future's result (concurrent.futures), asking the progress callback (:func:`checkpoint`) meanwhile."""
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    while True:
-        try:
-            return future.result(timeout=CHECKPOINT_INTERVAL / 2)
-        except FutureTimeout:
-            checkpoint()
 
 
 def inChunks(function, count: int, chunk: int, workers: int = 2) -> None:

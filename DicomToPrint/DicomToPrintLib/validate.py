@@ -248,8 +248,7 @@ def _percentileOrNone(values: np.ndarray, percent: float) -> float | None:
 
 
 def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: float = 1.0,
-                 maximumThinAreaPercent: float = 10.0, computeWallThickness: bool = True,
-                 thicknessMeasured=None) -> ValidationReport:
+                 maximumThinAreaPercent: float = 10.0, computeWallThickness: bool = True) -> ValidationReport:
     """Check a mesh for printing.
 
     Not printable: open or non-manifold edges, non-manifold vertices, inconsistent or wrong-way winding,
@@ -260,8 +259,6 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     :param polyData: the mesh as it will be printed (e.g. the STL read back).
     :param buildVolumeMm: the printer's build volume (x, y, z) in mm.
     :param wallThicknessLimitMm: walls thinner than this are reported.
-    :param thicknessMeasured: called with the per-point wall thickness as soon as it is measured (the first
-        check), e.g. to render the preview while the other checks run.
     """
     shells = labelShells(polyData)  # for the statistics and the shells' nesting
     statistics = meshStatistics(polyData, shells)
@@ -273,11 +270,6 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     crossingPairs = finder.submit(selfIntersections, polyDataFromArrays(points, triangles)) \
         if statistics.triangles else None
     finder.shutdown(wait=False)
-    thickness = None
-    if computeWallThickness and statistics.triangles:
-        thickness = wallThickness(polyData, maximumMm=max(20.0, 10.0 * wallThicknessLimitMm))
-        if thicknessMeasured is not None:
-            thicknessMeasured(thickness)
     winding = windingConsistent(triangles)
     wrongWay = 0
     if statistics.watertight:
@@ -289,8 +281,9 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     bounds = statistics.bounds
     box = [bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]] if statistics.triangles else [0.0] * 3
     fits = bool(np.all(np.sort(box) <= np.sort(np.asarray(buildVolumeMm, float)) + 1e-9))
-    wall = None
-    if thickness is not None:
+    wall, thickness = None, None
+    if computeWallThickness and statistics.triangles:
+        thickness = wallThickness(polyData, maximumMm=max(20.0, 10.0 * wallThicknessLimitMm))
         measured = thickness[np.isfinite(thickness)]
         perTriangle = np.nanmean(np.where(np.isfinite(thickness), thickness, np.inf)[triangles], axis=1)
         areas = triangleAreas(points, triangles)
