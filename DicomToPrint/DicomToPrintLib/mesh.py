@@ -594,9 +594,7 @@ class Simplification:
         """
         if self.helpers:
             pieces = [self._simplified(helper) for helper in self.helpers]
-        elif self.parts:
-            if self.method != FAST_SIMPLIFICATION:
-                raise AssertionError("parts are made for fast-simplification only")
+        elif self.parts:  # (made for fast-simplification only)
             from .helperworker import simplifyPart
 
             pieces = [simplifyPart(self.points, ordered, count, target, SIMPLIFICATION_AGGRESSIVENESS)

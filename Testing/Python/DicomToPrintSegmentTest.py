@@ -175,6 +175,23 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         self.assertEqual((countsInOne["islands"], countsInOne["kept"]), (3, 1))
         self.assertEqual((countsInOne["cavities"]["cavities"], countsInOne["cavities"]["filled"]), (1, 0))
 
+    def test_cleanWritesTheSegmentBackSlabBySlabAsInOne(self):
+        volume, segmentation = self.load("islands")
+        self.addCleanup(setattr, segment, "WRITE_BACK_SLICES", segment.WRITE_BACK_SLICES)
+        results = []
+        for slices in (10_000, 5):  # one slab; many (the first sets the segment, the others add to it)
+            segment.WRITE_BACK_SLICES = slices
+            with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+                segmentId = editor.addSegment("Bone")
+                editor.threshold(segmentId, 520, 3071)
+                editor.clean(segmentId, segment.KEEP_LARGEST_ISLAND, 100.0, {"outsideLevel": 40.0, "tolerance": 100.0},
+                             1.0)
+            results.append(testing.segmentArray(segmentation, segmentId, volume))
+            segmentation.GetSegmentation().RemoveSegment(segmentId)
+        self.assertGreater(volume.GetImageData().GetDimensions()[2], 3 * 5)
+        np.testing.assert_array_equal(results[1], results[0])
+        self.assertGreater(int(results[0].sum()), 0)
+
     def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
         volume, segmentation = self.load("islands")
         specks = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
