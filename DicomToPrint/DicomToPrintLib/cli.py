@@ -377,12 +377,21 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["sample"]:
-            return _sample(argv[1:])
-        if argv[:1] == ["reproduce"]:
-            return _reproduce(argv[1:])
-        if argv[:1] == ["batch"]:
-            return _batch(argv[1:])
-        return _convert(argv)
+            status = _sample(argv[1:])
+        elif argv[:1] == ["reproduce"]:
+            status = _reproduce(argv[1:])
+        elif argv[:1] == ["batch"]:
+            status = _batch(argv[1:])
+        else:
+            status = _convert(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # whoever read the output stopped reading (`| head -1`): what was written stays; say nothing more, as
+        # other command-line tools do, and end as one stopped by SIGPIPE would (128 + 13)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (DicomToPrintError, ValueError) as error:
         print(f"dicomtoprint: error: {error}", file=sys.stderr)
         return 1

@@ -96,6 +96,18 @@ class DicomToPrintCliTest(unittest.TestCase):
         self.assertEqual(completed.returncode, 0)
         self.assertRegex(completed.stdout, r"^dicomtoprint \d+\.\d+\.\d+")
 
+    def test_aReaderThatStopsEarlyEndsTheRunQuietly(self):
+        if isSlicerApplication():
+            self.skipTest("the command line is for plain Python installs, not Slicer's Python")
+        # `dicomtoprint ... | head -1`: the reader closes the pipe before the listing is written
+        process = subprocess.Popen([sys.executable, "-m", "DicomToPrintLib", testing.phantomSeries("shell"),
+                                    "--list-series"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()
+        errors = process.stderr.read().decode(errors="replace")
+        self.assertEqual(process.wait(), 141)
+        self.assertNotIn("Traceback", errors)
+        self.assertNotIn("BrokenPipeError", errors)
+
 
 if __name__ == "__main__":
     unittest.main()
