@@ -17,8 +17,8 @@ non-zero exit.
 - ``simplify``: in, six int64 (points, triangles, the part's triangles, target triangle count, aggressiveness,
   measure), the points (float64, 3 per point), the triangles (int32, 3 per triangle; the part to simplify first, the
   whole surface all of them). Out, in frames (an int64 byte count, then the bytes): two int64 (points, triangles)
-  and the part's simplified arrays the same way; with ``measure``, then each simplified point's distance to the
-  whole surface (float64).
+  and the part's simplified arrays the same way; with ``measure``, then each simplified point's squared distance
+  to the whole surface (float64).
 - ``convert``: in, one int64 (the length of a header), the header (UTF-8 JSON: "extent", "imageToWorld" (16
   numbers, row by row), "scalarRange", "parameters" (the conversion parameters, names and values as text),
   "threads" (VTK's)), the labelmap's voxels (int8, i fastest); out, one int64 (the length of a header), the header
@@ -57,12 +57,28 @@ def simplifyPart(vertices, faces, part: int, target: int, aggressiveness: float)
     return np.ascontiguousarray(points, np.float64), np.ascontiguousarray(triangles, np.int32)
 
 
-def distancesTo(vertices, faces, points):
-    """The distance from each of ``points`` to the nearest point of the triangles, as
-    :func:`.meshdata.surfaceDeviation` measures it (VTK's static cell locator)."""
+def closestSquaredDistances(locator, points, between=None):
+    """The squared distance from each of ``points`` to the nearest point of a VTK cell ``locator``'s triangles
+    (:func:`.meshdata.surfaceDeviation` measures with it too); ``between()`` is called every 8192 points."""
+    import numpy as np
+    from vtkmodules.vtkCommonCore import reference
+
+    closest, cellId, subId, squared = [0.0, 0.0, 0.0], reference(0), reference(0), reference(0.0)
+    result = np.empty(len(points))
+    for i, point in enumerate(np.asarray(points, np.float64).tolist()):
+        if between is not None and i % 8192 == 0:
+            between()
+        locator.FindClosestPoint(point, closest, cellId, subId, squared)
+        result[i] = squared.get()
+    return result
+
+
+def squaredDistancesTo(vertices, faces, points):
+    """The squared distance from each of ``points`` to the nearest point of the triangles (``faces`` into
+    ``vertices``), with VTK's static cell locator."""
     import numpy as np
     from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
-    from vtkmodules.vtkCommonCore import reference, vtkPoints
+    from vtkmodules.vtkCommonCore import vtkPoints
     from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkStaticCellLocator
 
     mesh = vtkPolyData()
@@ -76,12 +92,7 @@ def distancesTo(vertices, faces, points):
     locator = vtkStaticCellLocator()
     locator.SetDataSet(mesh)
     locator.BuildLocator()
-    closest, cellId, subId, squared = [0.0, 0.0, 0.0], reference(0), reference(0), reference(0.0)
-    distance = np.empty(len(points))
-    for i, point in enumerate(np.asarray(points, np.float64).tolist()):
-        locator.FindClosestPoint(point, closest, cellId, subId, squared)
-        distance[i] = squared.get()
-    return np.sqrt(distance)
+    return closestSquaredDistances(locator, points)
 
 
 def simplify() -> int:
@@ -110,7 +121,7 @@ def simplify() -> int:
     outPoints, outFaces = simplifyPart(vertices, faces, part, target, aggressiveness)
     frame(np.array([len(outPoints), len(outFaces)], np.int64), outPoints, outFaces)
     if measure:  # while the caller repairs the joined mesh
-        frame(distancesTo(vertices, faces, outPoints))
+        frame(squaredDistancesTo(vertices, faces, outPoints))
     return 0
 
 

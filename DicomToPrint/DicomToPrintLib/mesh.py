@@ -618,8 +618,8 @@ class Simplification:
         return cleanMesh(joined) if len(pieces) > 1 and merge else joined
 
     def distances(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(points, their distances to the surface) of the simplified halves, as the helper processes measured
-        them with ``measure``; None when there are none (this process measures then)."""
+        """(points, their squared distances to the surface) of the simplified halves, as the helper processes
+        measured them with ``measure``; None when there are none (this process measures then)."""
         if not self.helpers:
             return None
         points = [self._simplified(helper)[0] for helper in self.helpers]

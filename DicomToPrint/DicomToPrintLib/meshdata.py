@@ -13,6 +13,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from .helperworker import closestSquaredDistances
 from .runtime import checkpoint, threadMap, update
 
 
@@ -423,8 +424,8 @@ def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None
 
     :param reference: the reference surface (vtkPolyData), a cell locator built on it, or a function returning
         one (called only if a point is left to measure).
-    :param known: (points, distances) measured before, e.g. by the helper processes of a simplification: a point
-        at exactly one of these positions has that distance.
+    :param known: (points, squared distances) measured before, e.g. by the helper processes of a simplification:
+        a point at exactly one of these positions has that distance.
     :return: {"meanMm", "p95Mm", "maximumMm", "samples"}.
     """
     points = pointsArray(polyData)
@@ -439,7 +440,7 @@ def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None
                                       return_inverse=True)
         source = first[inverse.ravel()[len(known[0]):]]  # the first of the positions equal to each point's
         found = source < len(known[0])
-        distance[found] = known[1][source[found]] ** 2
+        distance[found] = known[1][source[found]]
     left = np.flatnonzero(np.isnan(distance))
     if len(left):
         locator = reference() if callable(reference) else reference
@@ -447,12 +448,7 @@ def surfaceDeviation(polyData, reference, extraSamples: np.ndarray | None = None
             surface, locator = locator, vtk.vtkStaticCellLocator()
             locator.SetDataSet(surface)
             locator.BuildLocator()
-        closest, cellId, subId, squared = [0.0, 0.0, 0.0], vtk.reference(0), vtk.reference(0), vtk.reference(0.0)
-        for n, (i, point) in enumerate(zip(left.tolist(), points[left].tolist(), strict=True)):
-            if n % 8192 == 0:
-                checkpoint()
-            locator.FindClosestPoint(point, closest, cellId, subId, squared)
-            distance[i] = squared.get()
+        distance[left] = closestSquaredDistances(locator, points[left], between=checkpoint)
     distance = np.sqrt(distance)
     return {"meanMm": round(float(distance.mean()), 4), "p95Mm": round(float(np.percentile(distance, 95)), 4),
             "maximumMm": round(float(distance.max()), 4), "samples": int(len(points))}

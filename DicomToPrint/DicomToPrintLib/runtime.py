@@ -194,7 +194,7 @@ def capturedVtkMessages():
 
 
 def _cLibrary():
-    """glibc through ctypes, or None (another C library, or none found)."""
+    """glibc through ctypes, or False (another C library, or none found)."""
     global _libc
     if _libc is None:
         _libc = False
