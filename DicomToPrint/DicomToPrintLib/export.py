@@ -191,6 +191,7 @@ def writePreview(polyData, outputPath: str, thickness=None, limitMm: float = 1.0
     checkpoint()
     capture = vtk.vtkWindowToImageFilter()
     capture.SetInput(window)
+    capture.ShouldRerenderOff()  # the frame just rendered: rendering it again took as long as the first time
     capture.Update()
     with AtomicOutput(outputPath, overwrite) as output:
         temporary = os.path.join(output.folder, "preview.png")

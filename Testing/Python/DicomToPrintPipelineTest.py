@@ -7,6 +7,8 @@ import os
 import unittest
 
 import numpy as np
+import vtk
+from vtk.util import numpy_support
 
 import DicomToPrintTesting as testing
 from DicomToPrintLib import (
@@ -147,6 +149,16 @@ class DicomToPrintPipelineTest(unittest.TestCase):
                                                          "validate", "report", "total"})
         with open(result.previewPath, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # the model in both views (front, left): the frame is captured as rendered, not blank or background only
+        reader = vtk.vtkPNGReader()
+        reader.SetFileName(result.previewPath)
+        reader.Update()
+        width, height, _ = reader.GetOutput().GetDimensions()
+        pixels = numpy_support.vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars()).reshape(height, width, -1)
+        self.assertEqual((width, height), (1000, 500))
+        model = np.any(pixels != pixels[-1, -1], axis=2)  # not the background (the top right corner)
+        for view in (model[:, :500], model[:, 500:]):
+            self.assertGreater(view.mean(), 0.1)
         table = result.reportTableNode
         self.assertEqual(table.GetCellText(0, 0), "Printable")
         self.assertEqual(table.GetCellText(0, 2), "pass")
