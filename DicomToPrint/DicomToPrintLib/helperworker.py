@@ -15,10 +15,11 @@ The exchanges, on the standard streams, in this machine's byte order. Any failur
 non-zero exit.
 
 - ``simplify``: in, six int64 (points, triangles, the part's triangles, target triangle count, aggressiveness,
-  measure), the points (float64, 3 per point), the triangles (int32, 3 per triangle; the part to simplify first, the
-  whole surface all of them). Out, in frames (an int64 byte count, then the bytes): two int64 (points, triangles)
-  and the part's simplified arrays the same way; with ``measure``, then each simplified point's squared distance
-  to the whole surface (float64).
+  measure), the guard (three float64: axis, limit, side; see :class:`.mesh.SimplificationPart`), the points
+  (float64, 3 per point), the triangles (int32, 3 per triangle; the part to simplify first, then the other part's
+  near the cut). Out, in frames (an int64 byte count, then the bytes): two int64 (points, triangles) and the part's
+  simplified arrays the same way; with ``measure``, then each simplified point's squared distance to the surface
+  (float64; NaN where the triangles sent do not prove it, see :func:`unproven`).
 - ``convert``: in, one int64 (the length of a header), the header (UTF-8 JSON: "extent", "imageToWorld" (16
   numbers, row by row), "scalarRange", "parameters" (the conversion parameters, names and values as text),
   "threads" (VTK's)), the labelmap's voxels (int8, i fastest); out, one int64 (the length of a header), the header
@@ -95,6 +96,19 @@ def squaredDistancesTo(vertices, faces, points):
     return closestSquaredDistances(locator, points)
 
 
+def unproven(points, squared, guard):
+    """Which of the distances measured on a part of the surface may be longer than to the whole: those of the
+    points nearer to the guard's limit than to the part (every triangle left out lies at the limit or beyond, on
+    the guard's side). ``guard``: (axis, limit, side), side 0 when nothing was left out."""
+    import numpy as np
+
+    axis, limit, side = guard
+    if side == 0:
+        return np.zeros(len(points), bool)
+    room = side * (limit - points[:, int(axis)])  # how far the nearest triangle left out can be, at least
+    return (room < 0) | (squared > room * room)
+
+
 def simplify() -> int:
     import os
 
@@ -115,13 +129,17 @@ def simplify() -> int:
     header = np.empty(6, np.int64)
     _readInto(source, header)
     points, triangles, part, target, aggressiveness, measure = header.tolist()
+    guard = np.empty(3, np.float64)
+    _readInto(source, guard)
     vertices, faces = np.empty((points, 3), np.float64), np.empty((triangles, 3), np.int32)
     _readInto(source, vertices)
     _readInto(source, faces)
     outPoints, outFaces = simplifyPart(vertices, faces, part, target, aggressiveness)
     frame(np.array([len(outPoints), len(outFaces)], np.int64), outPoints, outFaces)
     if measure:  # while the caller repairs the joined mesh
-        frame(squaredDistancesTo(vertices, faces, outPoints))
+        squared = squaredDistancesTo(vertices, faces, outPoints)
+        squared[unproven(outPoints, squared, guard.tolist())] = np.nan  # the caller measures those
+        frame(squared)
     return 0
 
 

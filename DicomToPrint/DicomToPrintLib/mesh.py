@@ -505,28 +505,71 @@ SIMPLIFICATION_AGGRESSIVENESS = 7
 SPLIT_TRIANGLES = 200_000
 
 
-def simplificationParts(points: np.ndarray, triangles: np.ndarray, targetTriangles: int) -> list[tuple]:
+#: How far beyond the cut each half's helper process also holds the other half's triangles (mm), to measure its
+#: simplified points' distances to the surface on its half alone (see :func:`simplificationParts`).
+MEASURE_MARGIN_MM = 2.0
+
+
+@dataclass
+class SimplificationPart:
+    """A part of a surface to simplify on its own (see :func:`simplificationParts`)."""
+
+    #: the points its triangles use, in the surface's order (float64)
+    points: np.ndarray
+    #: the part's triangles, then those of the other part within the margin of the cut (int32, into ``points``)
+    triangles: np.ndarray
+    #: how many of ``triangles`` are the part's
+    count: int
+    #: its share of the target triangle count
+    target: int
+    #: (axis, limit, side): every triangle of the surface left out of ``triangles`` lies at ``limit`` or beyond
+    #: along the axis, on ``side`` (+1: above, -1: below); (0, 0, 0) when none is left out
+    guard: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+def simplificationParts(points: np.ndarray, triangles: np.ndarray, targetTriangles: int,
+                        marginMm: float = MEASURE_MARGIN_MM) -> list[SimplificationPart]:
     """The surface cut in two across its longest extent at the median triangle (one part below
     :data:`SPLIT_TRIANGLES`), each part with its share of the target.
 
-    :return: [(all triangles with the part's first (int32), the part's triangle count, its target)].
+    Each part also holds the other part's triangles that reach within ``marginMm`` of the cut, and only the points
+    it uses: what its helper process needs to measure its own simplified points' distances to the whole surface.
+    A point nearer the surface than to the guard's limit has its distance from these triangles alone; the others
+    are measured again by the caller.
     """
     if len(triangles) < SPLIT_TRIANGLES:
-        return [(np.ascontiguousarray(triangles, np.int32), len(triangles), int(targetTriangles))]
+        return [SimplificationPart(np.ascontiguousarray(points, np.float64),
+                                   np.ascontiguousarray(triangles, np.int32), len(triangles), int(targetTriangles))]
     axis = int(np.argmax(np.ptp(points, axis=0)))
-    where = points[:, axis][triangles].sum(axis=1)  # three times the triangle's middle, along the axis
+    along = points[:, axis].astype(np.float64)  # whatever the points' type
+    corners = [along[triangles[:, c]] for c in range(3)]  # (column by column: many times faster than along rows)
+    del along
+    where = corners[0] + corners[1] + corners[2]  # three times the triangle's middle, along the axis
     checkpoint()
     half = len(triangles) // 2
     order = np.argpartition(where, half)
+    cut = float(where[order[half]]) / 3.0  # the first part's middles are at or below it, the second's at or above
     del where
     checkpoint()
     first, second = np.sort(order[:half]), np.sort(order[half:])  # each part in the surface's own order
     del order
+    low, high = np.minimum(np.minimum(*corners[:2]), corners[2]), np.maximum(np.maximum(*corners[:2]), corners[2])
+    del corners
+    checkpoint()
+    # the other part's triangles reaching within the margin of the cut; those left out lie beyond the limit
+    nearFirst = second[low[second] <= cut + marginMm]
+    nearSecond = first[high[first] >= cut - marginMm]
     firstTarget = int(round(targetTriangles * half / len(triangles)))
     parts = []
-    for a, b, target in ((first, second, firstTarget), (second, first, targetTriangles - firstTarget)):
+    for own, near, target, guard in ((first, nearFirst, firstTarget, (axis, cut + marginMm, 1.0)),
+                                     (second, nearSecond, targetTriangles - firstTarget, (axis, cut - marginMm, -1.0))):
         checkpoint()
-        parts.append((np.ascontiguousarray(triangles[np.concatenate([a, b])], np.int32), len(a), target))
+        held = triangles[np.concatenate([own, near])]
+        used = np.zeros(len(points), bool)
+        used[held.ravel()] = True
+        index = (np.cumsum(used) - 1).astype(np.int32)  # the part's points keep the surface's order
+        parts.append(SimplificationPart(np.ascontiguousarray(points[used], np.float64), index[held], len(own),
+                                        target, (float(guard[0]), float(guard[1]), guard[2])))
     return parts
 
 
@@ -563,16 +606,16 @@ class Simplification:
             raise ValueError(f"Target triangle count must be positive (got {targetTriangles})")
         self.polyData, self.targetTriangles = polyData, int(targetTriangles)
         self.method = method or simplificationMethod()
-        self.helpers, self.parts, self.points, self.measure = [], [], None, measure
+        self.helpers, self.parts, self.measure = [], [], measure
         if self.method == FAST_SIMPLIFICATION and polyData.GetNumberOfPolys() > targetTriangles:
-            self.points = np.ascontiguousarray(pointsArray(polyData), np.float64)
-            self.parts = simplificationParts(self.points, trianglesArray(polyData), self.targetTriangles)
+            self.parts = simplificationParts(pointsArray(polyData), trianglesArray(polyData), self.targetTriangles)
             command = None if inProcess else helperCommand("simplify")
             started = list(helpers or []) if command is not None else []
             try:
-                for ordered, count, target in self.parts if command is not None else []:
-                    data = [np.array([len(self.points), len(ordered), count, target, SIMPLIFICATION_AGGRESSIVENESS,
-                                      int(measure)], np.int64).tobytes(), self.points, ordered]
+                for part in self.parts if command is not None else []:
+                    data = [np.array([len(part.points), len(part.triangles), part.count, part.target,
+                                      SIMPLIFICATION_AGGRESSIVENESS, int(measure)], np.int64).tobytes(),
+                            np.array(part.guard, np.float64), part.points, part.triangles]
                     if started:
                         self.helpers.append(started.pop(0))
                         self.helpers[-1].send(*data)
@@ -597,8 +640,8 @@ class Simplification:
         elif self.parts:  # (made for fast-simplification only)
             from .helperworker import simplifyPart
 
-            pieces = [simplifyPart(self.points, ordered, count, target, SIMPLIFICATION_AGGRESSIVENESS)
-                      for ordered, count, target in self.parts]
+            pieces = [simplifyPart(part.points, part.triangles, part.count, part.target,
+                                   SIMPLIFICATION_AGGRESSIVENESS) for part in self.parts]
         elif self.polyData.GetNumberOfPolys() <= self.targetTriangles:
             output = vtk.vtkPolyData()
             output.ShallowCopy(self.polyData)
@@ -619,7 +662,8 @@ class Simplification:
 
     def distances(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(points, their squared distances to the surface) of the simplified halves, as the helper processes
-        measured them with ``measure``; None when there are none (this process measures then)."""
+        measured them with ``measure`` (NaN where a half's triangles alone do not prove it); None when there are
+        none (this process measures then)."""
         if not self.helpers:
             return None
         points = [self._simplified(helper)[0] for helper in self.helpers]

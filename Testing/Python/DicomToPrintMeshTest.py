@@ -261,8 +261,19 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertGreater(triangles, mesh.SPLIT_TRIANGLES)
         target = triangles // 10
         parts = mesh.simplificationParts(meshdata.pointsArray(surface), meshdata.trianglesArray(surface), target)
-        self.assertEqual([count for _, count, _ in parts], [triangles // 2, triangles - triangles // 2])
-        self.assertEqual(sum(share for _, _, share in parts), target)
+        self.assertEqual([part.count for part in parts], [triangles // 2, triangles - triangles // 2])
+        self.assertEqual(sum(part.target for part in parts), target)
+        # each part holds its own triangles and the other's near the cut: together more than all, each far less
+        held = [len(part.triangles) for part in parts]
+        self.assertGreater(sum(held), triangles)
+        self.assertLess(max(held), 0.6 * triangles)
+        # every triangle left out of a part lies beyond its guard's limit
+        allPoints, allTriangles = meshdata.pointsArray(surface), meshdata.trianglesArray(surface)
+        for part in parts:
+            axis, limit, side = part.guard
+            along = allPoints[:, int(axis)][allTriangles]
+            beyond = (side * (along - limit) > 0).all(axis=1)
+            self.assertEqual(int(np.count_nonzero(~beyond)), len(part.triangles))
         apart = mesh.Simplification(surface, target, measure=True, helpers=mesh.Simplification.startHelpers())
         here = mesh.Simplification(surface, target, inProcess=True)
         self.assertEqual((len(apart.helpers), here.helpers), (2, []))
@@ -290,6 +301,18 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual((log.rounds, log.nonManifoldVerticesSplit), (0, 0))
         self.assertEqual(repaired.GetNumberOfPoints(), a.GetNumberOfPoints())
         self.assertFalse(meshdata.newTriangles(unmerged, repaired).any())
+
+    def test_aDistanceMeasuredOnAPartIsKeptOnlyWhereNothingLeftOutCanBeNearer(self):
+        from DicomToPrintLib.helperworker import unproven
+
+        # triangles left out lie at x >= 5; points at x = 1, 4, 4.5, 6 and 8 measured 2 mm from the part's
+        # triangles: only the first is further than 2 mm from x = 5 on this side
+        points = np.array([[1.0, 0, 0], [4.0, 0, 0], [4.5, 0, 0], [6.0, 0, 0], [8.0, 0, 0]])
+        squared = np.full(5, 4.0)
+        self.assertEqual(unproven(points, squared, (0, 5.0, 1.0)).tolist(), [False, True, True, True, True])
+        # the same below (side -1: left out at x <= 5), and nothing left out
+        self.assertEqual(unproven(points, squared, (0, 5.0, -1.0)).tolist(), [True, True, True, True, False])
+        self.assertEqual(unproven(points, squared, (0, 0.0, 0.0)).tolist(), [False] * 5)
 
     def test_helpersStartedBeforeAndNotNeededAreStopped(self):
         small = sphere(10.0, resolution=40)
