@@ -382,9 +382,9 @@ class RepairLog:
     refined: int = 0
     #: triangles still open, non-manifold, degenerate or crossing when the rounds ran out (0: repaired)
     defectsLeft: int = 0
-
-    def add(self, other: RepairLog) -> RepairLog:
-        return RepairLog(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
+    #: the final repair's last round found every edge shared by two triangles and no vertex pinched (False: not
+    #: so, or not checked)
+    closedManifold: bool = False
 
     def asDict(self) -> dict:
         return asdict(self)
@@ -457,7 +457,8 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False,
             pointCount = polyData.GetNumberOfPoints()
             polyData, split = splitNonManifoldVertices(polyData)
             log.nonManifoldVerticesSplit += split
-            if not split:
+            if not split:  # this round's edges are all shared by two (turning shells over keeps that), no pinch
+                log.closedManifold = polyData.GetNumberOfPolys() > 0
                 break
             check = (trianglesArray(polyData) >= pointCount).any(axis=1)  # around the moved copies
             continue
@@ -478,8 +479,11 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False,
 
 
 def isPrintable(polyData, log: RepairLog) -> bool:
-    """A repaired mesh is printable as far as its topology goes: closed, manifold, nothing left to repair."""
-    return log.defectsLeft == 0 and isClosedManifold(polyData) and nonManifoldVertexCount(polyData) == 0
+    """A repaired mesh is printable as far as its topology goes: closed, manifold, nothing left to repair (as the
+    final repair found it in its last round, or checked here)."""
+    if log.defectsLeft:
+        return False
+    return log.closedManifold or (isClosedManifold(polyData) and nonManifoldVertexCount(polyData) == 0)
 
 
 FAST_SIMPLIFICATION = "fast-simplification"

@@ -140,10 +140,14 @@ class DicomToPrintMeshTest(unittest.TestCase):
         self.assertEqual(log.selfIntersections >= len(pairs), True)
         self.assertEqual(log.defectsLeft, 0)
         self.assertTrue(mesh.isPrintable(repaired, log))
+        # what the repair's last round found, checked again on the mesh
+        self.assertTrue(log.closedManifold)
+        self.assertTrue(mesh.isClosedManifold(repaired))
+        self.assertEqual(meshdata.nonManifoldVertexCount(repaired), 0)
         self.assertEqual(len(meshdata.selfIntersections(repaired)), 0)  # the whole mesh, not only what was made
         # the rounds are bounded: with none allowed, the crossings are left and counted
         kept, log = mesh.repair(overlapping, final=True, maximumRounds=0)
-        self.assertEqual((log.rounds, log.defectsLeft), (0, len(np.unique(pairs))))
+        self.assertEqual((log.rounds, log.defectsLeft, log.closedManifold), (0, len(np.unique(pairs)), False))
         self.assertFalse(mesh.isPrintable(kept, log))
 
     def test_crossingsOfAThinWallAreRefinedOntoTheSurface(self):
