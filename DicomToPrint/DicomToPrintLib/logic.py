@@ -446,12 +446,12 @@ class DicomToPrintLogic:
         info["smoothingFactor"] = parameters.smoothingFactor
         # the surface holds what the Islands step kept, and no crumb of what it removed (crumbs and parts go in
         # one labelling of the shells)
-        keeping = parameters.islandsOperation != segment.ISLANDS_NONE
-        polyData, log = mesh.repair(polyData, 0.0 if keeping else parameters.minimumShellVolumeMm3)
-        if keeping:
-            polyData, info["partsRemoved"], log.smallShellsRemoved = mesh.keepParts(
+        if parameters.islandsOperation != segment.ISLANDS_NONE:
+            polyData, info["partsRemoved"], log = mesh.repairKeepingParts(
                 polyData, parameters.islandsOperation == segment.KEEP_LARGEST_ISLAND,
                 parameters.islandsMinimumSizeMm3, parameters.minimumShellVolumeMm3)
+        else:
+            polyData, log = mesh.repair(polyData, parameters.minimumShellVolumeMm3)
         return polyData, info, log
 
     def decimate(self, polyData, parameters: DicomToPrintParameters, helpers: list | None = None):

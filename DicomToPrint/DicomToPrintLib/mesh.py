@@ -27,6 +27,7 @@ from .meshdata import (
     _cornerFans,
     closestPointsOnTriangles,
     edgeUse,
+    enclosedByRay,
     faceNormals,
     labelShells,
     newTriangles,
@@ -41,7 +42,7 @@ from .meshdata import (
     trianglesArray,
     triangleVolumes,
 )
-from .runtime import HelperProcess, checkpoint, helperCommand, logger, update
+from .runtime import Aside, HelperProcess, checkpoint, helperCommand, logger, update
 
 
 def _run(algorithm, polyData) -> vtk.vtkPolyData:
@@ -478,6 +479,28 @@ def repair(polyData, minimumShellVolumeMm3: float = 0.0, final: bool = False,
     return polyData, log
 
 
+def repairKeepingParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
+                       minimumShellVolumeMm3: float = 0.0) -> tuple[vtk.vtkPolyData, int, RepairLog]:
+    """:func:`repair` before decimation, then :func:`keepParts`, for a surface from the closed-surface conversion.
+
+    The conversion's surfaces are closed: the repair finds nothing to re-close and gives the mesh back as it is.
+    So its shells are labelled and measured on a thread of their own while the repair checks the edges (both let
+    go of Python's lock), and used if the repair changed nothing.
+
+    :return: (mesh, parts removed, repair log with the small shells removed).
+    """
+    log = RepairLog()
+    cleaned = cleanMesh(triangulate(polyData))
+    checkpoint()
+    with Aside(shellVolumes, cleaned) as labelling:
+        polyData, log.openOrNonManifoldEdges = closeDefects(cleaned)
+        shells = labelling.result() if polyData is cleaned else None
+    checkpoint()
+    polyData, removed, log.smallShellsRemoved = keepParts(polyData, keepLargest, minimumVolumeMm3,
+                                                          minimumShellVolumeMm3, shells=shells)
+    return polyData, removed, log
+
+
 def isPrintable(polyData, log: RepairLog) -> bool:
     """A repaired mesh is printable as far as its topology goes: closed, manifold, nothing left to repair (as the
     final repair found it in its last round, or checked here)."""
@@ -776,8 +799,21 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
     return polyData, info, log
 
 
+def shellVolumes(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int, np.ndarray]:
+    """:func:`.meshdata.labelShells` of the mesh, and each shell's signed volume."""
+    labelled, labels, shells = labelShells(polyData)
+    checkpoint()
+    triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    return labelled, labels, shells, np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
+
+
+#: Up to this many shells are placed in another by :func:`.meshdata.enclosedByRay`, more by
+#: vtkSelectEnclosedPoints (whose cell locator then pays for itself).
+RAY_PROBES = 8
+
+
 def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
-              minimumShellVolumeMm3: float = 0.0) -> tuple[vtk.vtkPolyData, int, int]:
+              minimumShellVolumeMm3: float = 0.0, shells: tuple | None = None) -> tuple[vtk.vtkPolyData, int, int]:
     """Keep the largest part (or the parts of at least ``minimumVolumeMm3``) with the cavities inside them.
 
     A part is a shell enclosing material, counted with the cavities it seals; a shell inside a cavity is a part
@@ -787,15 +823,14 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     :param polyData: closed triangle mesh.
     :param minimumShellVolumeMm3: shells enclosing less are dropped first, as :func:`removeSmallShells` does (one
         labelling of the shells for both).
+    :param shells: :func:`shellVolumes` of the mesh, if they were found already.
     :return: (mesh, parts removed, small shells removed).
     """
-    labelled, labels, shells = labelShells(polyData)
+    labelled, labels, shells, volumes = shells or shellVolumes(polyData)
     if shells <= 1:
         return polyData, 0, 0
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
-    checkpoint()
-    volumes = np.abs(np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells))
-    checkpoint()
+    volumes = np.abs(volumes)
     crumbs = volumes < minimumShellVolumeMm3
     volumes[crumbs] = 0.0  # not a container of anything, and dropped below
     # nesting: the enclosing shell of each shell is the smallest shell that contains a point of it; crumbs are
@@ -820,18 +855,22 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
                  and np.all((low <= probes[o]) & (probes[o] <= high))]
         if not inner:
             continue
-        probePoints = vtk.vtkPoints()
-        for o in inner:
-            probePoints.InsertNextPoint(*probes[o])
-        probeData = vtk.vtkPolyData()
-        probeData.SetPoints(probePoints)
-        enclosed = vtk.vtkSelectEnclosedPoints()
-        enclosed.SetInputData(probeData)
-        enclosed.SetSurfaceData(polyDataFromArrays(points, triangles[labels == s]))
-        enclosed.SetTolerance(1e-9)
-        update(enclosed)
-        for index, o in enumerate(inner):
-            if enclosed.IsInside(index):
+        surface = triangles[labels == s]
+        inside = enclosedByRay(points, surface, probes[inner]) if len(inner) <= RAY_PROBES else None
+        if inside is None:
+            probePoints = vtk.vtkPoints()
+            for o in inner:
+                probePoints.InsertNextPoint(*probes[o])
+            probeData = vtk.vtkPolyData()
+            probeData.SetPoints(probePoints)
+            enclosed = vtk.vtkSelectEnclosedPoints()
+            enclosed.SetInputData(probeData)
+            enclosed.SetSurfaceData(polyDataFromArrays(points, surface))
+            enclosed.SetTolerance(1e-9)
+            update(enclosed)
+            inside = [enclosed.IsInside(index) for index in range(len(inner))]
+        for o, isInside in zip(inner, inside, strict=True):
+            if isInside:
                 parent[o] = s
     depth = np.zeros(shells, np.int64)
     for s in range(shells):

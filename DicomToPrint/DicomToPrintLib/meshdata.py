@@ -229,6 +229,50 @@ def labelShells(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int]:
     return labelled, numpy_support.vtk_to_numpy(regions).astype(np.int64)[triangles[:, 0]], shells
 
 
+def enclosedByRay(points: np.ndarray, triangles: np.ndarray, probes: np.ndarray) -> np.ndarray | None:
+    """Whether each probe lies inside the closed surface (``triangles`` into ``points``): the parity of the
+    surface's crossings of a ray from it along +x. Only the triangles whose corners straddle the ray are looked
+    at, with no search structure to build: for a few probes many times faster than vtkSelectEnclosedPoints (which
+    builds a cell locator over the whole surface: 0.27 s for a skull's 1.5 M triangles).
+
+    :return: bool per probe; None where a ray passes within rounding of an edge or a corner of the surface, or a
+        probe lies on it (a crossing could count twice or not at all): then ask vtkSelectEnclosedPoints.
+    """
+    inside = np.zeros(len(probes), bool)
+    if len(triangles) == 0:
+        return inside
+    # each triangle's extent (x: its far end only), column by column, once for all the probes
+    bounds, corner = [], [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
+    for axis in (1, 2, 0):
+        column = np.ascontiguousarray(points[:, axis])
+        corners = [column[corner[k]] for k in range(3)]
+        if axis:
+            bounds.append(np.minimum(np.minimum(corners[0], corners[1]), corners[2]))
+        bounds.append(np.maximum(np.maximum(corners[0], corners[1]), corners[2]))
+    del corners, corner, column
+    checkpoint()
+    yLow, yHigh, zLow, zHigh, xHigh = bounds
+    scale = max(float(yHigh.max() - yLow.min()), float(zHigh.max() - zLow.min()), 1e-12)  # the surface's size
+    for index, (px, py, pz) in enumerate(np.asarray(probes, np.float64)):
+        checkpoint()
+        # corners on both sides of the ray in y and in z, and one at or beyond the probe along x
+        straddle = np.flatnonzero((yLow <= py) & (yHigh >= py) & (zLow <= pz) & (zHigh >= pz) & (xHigh >= px))
+        a, b, c = (points[triangles[straddle, k]] for k in range(3))
+
+        # twice the signed area of (u, v, probe) seen along x, for each edge (u, v)
+        edges = np.stack([(v[:, 1] - u[:, 1]) * (pz - u[:, 2]) - (v[:, 2] - u[:, 2]) * (py - u[:, 1])
+                          for u, v in ((b, c), (c, a), (a, b))], axis=1)
+        if np.any(np.abs(edges) <= 1e-9 * scale * scale):
+            return None  # the ray grazes an edge or a corner
+        crossed = np.all(edges > 0, axis=1) | np.all(edges < 0, axis=1)
+        weights = edges[crossed] / edges[crossed].sum(axis=1, keepdims=True)
+        x = (weights[:, 0] * a[crossed, 0] + weights[:, 1] * b[crossed, 0] + weights[:, 2] * c[crossed, 0])
+        if np.any(np.abs(x - px) <= 1e-9 * scale):
+            return None  # the probe is on the surface
+        inside[index] = np.count_nonzero(x > px) % 2 == 1
+    return inside
+
+
 def shellNesting(polyData, shells: tuple | None = None) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.ndarray]:
     """Each shell's signed volume and how many other shells enclose it.
 

@@ -561,6 +561,35 @@ def threadMap(function, items, workers: int = 2) -> list:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class Aside:
+    """``function(*args)`` started now on a thread of its own, while this one goes on with other work: for a pass
+    that lets go of Python's lock (VTK's filters, numpy) and that the work here does not change. Used as a context
+    manager: on leaving, a result not asked for is waited for (the thread cannot be stopped) and dropped.
+    """
+
+    def __init__(self, function, *args):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.future = self.pool.submit(function, *args)
+
+    def result(self):
+        """The function's result (or its exception), asking the progress callback from this thread meanwhile."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        while True:
+            try:
+                return self.future.result(timeout=CHECKPOINT_INTERVAL / 2)
+            except FutureTimeout:
+                checkpoint()
+
+    def __enter__(self) -> Aside:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.pool.shutdown(wait=True)
+
+
 def inChunks(function, count: int, chunk: int, workers: int = 2) -> None:
     """``function(start, stop)`` for consecutive chunks of ``range(count)``, as :func:`threadMap` runs them: each
     chunk writes its own part of the output."""

@@ -188,6 +188,41 @@ class DicomToPrintMeshTest(unittest.TestCase):
         kept, removed, crumbs = mesh.keepParts(model, keepLargest=False, minimumShellVolumeMm3=20.0)
         self.assertEqual((removed, crumbs, validate.meshStatistics(kept).shells), (0, 1, 3))
 
+    def test_enclosedByRayAgreesWithVtkOrSaysItCannotTell(self):
+        ball = sphere(10.0, center=(1.0, 2.0, 3.0), resolution=48)
+        points, triangles = meshdata.pointsArray(ball).astype(np.float64), meshdata.trianglesArray(ball)
+        probes = np.random.default_rng(7).uniform(-12.0, 14.0, (60, 3))
+        inside = meshdata.enclosedByRay(points, triangles, probes)
+        probeData = meshdata.polyDataFromArrays(probes, np.zeros((0, 3), np.int64))
+        enclosed = vtk.vtkSelectEnclosedPoints()
+        enclosed.SetInputData(probeData)
+        enclosed.SetSurfaceData(ball)
+        enclosed.Update()
+        expected = [bool(enclosed.IsInside(i)) for i in range(len(probes))]
+        self.assertEqual(inside.tolist(), expected)
+        self.assertEqual(sum(expected), 13)  # both sides are tested
+        # a ray through a corner (which two or more triangles share), or a probe on the surface: no answer
+        corner = points[triangles[5, 0]]
+        self.assertIsNone(meshdata.enclosedByRay(points, triangles, [corner - [30.0, 0.0, 0.0]]))
+        self.assertIsNone(meshdata.enclosedByRay(points, triangles, [points[triangles[5]].mean(axis=0)]))
+
+    def test_repairKeepingPartsGivesWhatTheRepairThenKeepPartsGive(self):
+        model = append(sphere(10.0), reversed_(sphere(6.0)), sphere(2.0, center=(0, 0, 0), resolution=16),
+                       sphere(1.5, center=(20, 0, 0), resolution=16))
+        # closed (the shells labelled beside the edge check are used), and with a hole (the repair re-closes it:
+        # they are labelled again)
+        holed = meshdata.polyDataFromArrays(meshdata.pointsArray(model), meshdata.trianglesArray(model)[1:])
+        for surface, openEdges in ((model, 0), (holed, 3)):
+            together, removed, log = mesh.repairKeepingParts(surface, True, 0.0, 20.0)
+            repaired, first = mesh.repair(surface)
+            kept, removedApart, crumbs = mesh.keepParts(repaired, True, 0.0, 20.0)
+            self.assertEqual((removed, log.smallShellsRemoved, log.openOrNonManifoldEdges),
+                             (removedApart, crumbs, first.openOrNonManifoldEdges))
+            self.assertEqual((removed, crumbs, log.openOrNonManifoldEdges), (1, 1, openEdges))
+            np.testing.assert_array_equal(meshdata.pointsArray(together), meshdata.pointsArray(kept))
+            np.testing.assert_array_equal(meshdata.trianglesArray(together), meshdata.trianglesArray(kept))
+            self.assertTrue(mesh.isClosedManifold(together))
+
     def test_recheckOnlyWhatTheRepairMade(self):
         overlapping = append(sphere(10.0, resolution=48), sphere(10.0, center=(12, 0, 0), resolution=48))
         pairs = meshdata.selfIntersections(overlapping)
