@@ -28,6 +28,7 @@ from .meshdata import (
     closestPointsOnTriangles,
     edgeUse,
     enclosedByRay,
+    everyEdgeSharedByTwo,
     faceNormals,
     labelShells,
     newTriangles,
@@ -274,6 +275,9 @@ def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData,
         polyData, _ = removeDuplicateTriangles(polyData)
         checkpoint()
         triangles = trianglesArray(polyData)
+        if everyEdgeSharedByTwo(triangles):  # the usual case, found without counting each edge's triangles
+            found = found or 0
+            break
         use = edgeUse(triangles)
         if found is None:
             found = int(round((1.0 / use[use != 2]).sum())) if len(use) else 0
@@ -287,8 +291,7 @@ def closeDefects(polyData, maximumIterations: int = 8) -> tuple[vtk.vtkPolyData,
 
 def isClosedManifold(polyData) -> bool:
     """Every edge shared by exactly two triangles (watertight, no non-manifold edges)."""
-    use = edgeUse(trianglesArray(polyData))
-    return len(use) > 0 and bool(np.all(use == 2))
+    return everyEdgeSharedByTwo(trianglesArray(polyData))
 
 
 def degenerateTriangles(polyData, relativeArea: float = 1e-10) -> np.ndarray:

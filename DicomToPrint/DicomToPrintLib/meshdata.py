@@ -122,11 +122,32 @@ def stableArgsort(keys: np.ndarray) -> np.ndarray:
 def sideKeys(triangles: np.ndarray, directed: bool = False) -> np.ndarray:
     """One integer per triangle side (side k of all triangles first): the edge's two point indices combined,
     smaller first unless ``directed``. Sorting integers is many times faster than sorting rows."""
-    start = np.concatenate([triangles[:, 0], triangles[:, 1], triangles[:, 2]]).astype(np.int64)
-    end = np.concatenate([triangles[:, 1], triangles[:, 2], triangles[:, 0]]).astype(np.int64)
+    base = int(triangles.max()) + 1 if len(triangles) else 1
+    start = np.empty(3 * len(triangles), np.int64)  # filled in place: two side-sized arrays at most
+    end = np.empty(3 * len(triangles), np.int64)
+    for k in range(3):
+        start[k * len(triangles):(k + 1) * len(triangles)] = triangles[:, k]
+        end[k * len(triangles):(k + 1) * len(triangles)] = triangles[:, (k + 1) % 3]
     if not directed:
-        start, end = np.minimum(start, end), np.maximum(start, end)
-    return start * (int(triangles.max()) + 1) + end
+        smaller = np.minimum(start, end)
+        np.maximum(start, end, out=end)
+        start = smaller
+    start *= base
+    start += end
+    return start
+
+
+def everyEdgeSharedByTwo(triangles: np.ndarray) -> bool:
+    """Whether each edge is used by exactly two triangles (closed, no non-manifold edge), by sorting the edge
+    keys in place: what :func:`edgeUse` finds for a closed mesh, with a third of its memory and time."""
+    if len(triangles) == 0:
+        return False
+    keys = sideKeys(triangles)
+    checkpoint()
+    keys.sort()
+    checkpoint()
+    first, second = keys[0::2], keys[1::2]  # sorted: each key twice, and no key in two pairs
+    return len(keys) % 2 == 0 and bool(np.array_equal(first, second)) and not np.any(second[:-1] == first[1:])
 
 
 def edgeUse(triangles: np.ndarray) -> np.ndarray:

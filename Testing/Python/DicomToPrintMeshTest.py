@@ -188,6 +188,16 @@ class DicomToPrintMeshTest(unittest.TestCase):
         kept, removed, crumbs = mesh.keepParts(model, keepLargest=False, minimumShellVolumeMm3=20.0)
         self.assertEqual((removed, crumbs, validate.meshStatistics(kept).shells), (0, 1, 3))
 
+    def test_everyEdgeSharedByTwoAgreesWithTheEdgeCount(self):
+        ball = meshdata.trianglesArray(sphere(10.0, resolution=24))
+        two = np.concatenate([ball, ball + ball.max() + 1])
+        # closed; open (a triangle less); an edge of four triangles (the same ball twice on the same points)
+        for triangles, closed in ((ball, True), (two, True), (ball[1:], False), (np.concatenate([ball, ball]), False),
+                                  (ball[:0], False)):
+            self.assertEqual(meshdata.everyEdgeSharedByTwo(triangles), closed)
+            use = meshdata.edgeUse(triangles)
+            self.assertEqual(closed, len(use) > 0 and bool(np.all(use == 2)))
+
     def test_enclosedByRayAgreesWithVtkOrSaysItCannotTell(self):
         ball = sphere(10.0, center=(1.0, 2.0, 3.0), resolution=48)
         points, triangles = meshdata.pointsArray(ball).astype(np.float64), meshdata.trianglesArray(ball)
