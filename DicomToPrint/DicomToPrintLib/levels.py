@@ -397,12 +397,16 @@ def _boundaryBand(inside: np.ndarray) -> np.ndarray:
             lower, upper = tuple(lower), tuple(upper)
             checkpoint()
             passed = result.copy()
-            passed[lower] = operation(passed[lower], result[upper])
-            passed[upper] = operation(passed[upper], result[lower])
+            operation(passed[lower], result[upper], out=passed[lower])  # in place: no temporaries
+            operation(passed[upper], result[lower], out=passed[upper])
             result = passed
         return result
 
-    return extreme(np.logical_or) & ~extreme(np.logical_and)
+    band = extreme(np.logical_or)
+    interior = extreme(np.logical_and)
+    np.logical_not(interior, out=interior)
+    band &= interior
+    return band
 
 
 def fractionMargin(spacing) -> int:
