@@ -457,16 +457,19 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     distance = sitk.GetArrayViewFromImage(distanceImage)
     checkpoint()
     # Voxels a voxel and a half or more from the boundary hold one material only (nearer ones may be partial
-    # and would pull the levels towards each other); three voxels is still "near".
-    innerRing = (distance <= -1.5 * h) & (distance >= -3 * h)
-    checkpoint()
-    outerRing = (distance >= 1.5 * h) & (distance <= 3 * h)
-    checkpoint()
-    if threshold is not None:  # the object's own material inside, not cancellous bone; nothing of it outside
-        innerRing &= hu >= threshold
+    # and would pull the levels towards each other); three voxels is still "near". With a threshold: the
+    # object's own material inside, not cancellous bone; nothing of it outside. (Slab by slab: no box-sized
+    # temporaries, a Cancel answered between.)
+    innerRing, outerRing = np.empty(distance.shape, bool), np.empty(distance.shape, bool)
+    for k in range(0, len(distance), 32):
         checkpoint()
-        outerRing &= hu < threshold
-        checkpoint()
+        slab = slice(k, k + 32)
+        np.logical_and(distance[slab] <= -1.5 * h, distance[slab] >= -3 * h, out=innerRing[slab])
+        np.logical_and(distance[slab] >= 1.5 * h, distance[slab] <= 3 * h, out=outerRing[slab])
+        if threshold is not None:
+            innerRing[slab] &= hu[slab] >= threshold
+            outerRing[slab] &= hu[slab] < threshold
+    checkpoint()
     outsideLevel = float(np.median(hu[outerRing])) if outerRing.any() else float(np.median(hu[~inside]))
     checkpoint()
     if insideLevel is not None:

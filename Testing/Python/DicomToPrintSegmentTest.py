@@ -179,7 +179,7 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         volume, segmentation = self.load("islands")
         self.addCleanup(setattr, segment, "WRITE_BACK_SLICES", segment.WRITE_BACK_SLICES)
         results = []
-        for slices in (10_000, 5):  # one slab; many (the first sets the segment, the others add to it)
+        for slices in (10_000, 5):  # one slab; many (the segment is emptied, then each slab added)
             segment.WRITE_BACK_SLICES = slices
             with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
                 segmentId = editor.addSegment("Bone")
@@ -191,6 +191,30 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         self.assertGreater(volume.GetImageData().GetDimensions()[2], 3 * 5)
         np.testing.assert_array_equal(results[1], results[0])
         self.assertGreater(int(results[0].sum()), 0)
+
+    def test_segmentMaskReadsTheStoredLabelmapAsSlicerResamplesIt(self):
+        volume, segmentation = self.load("islands")
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            # two segments that do not overlap (they may share one labelmap, each with its own value)
+            bone, tissue = editor.addSegment("Bone"), editor.addSegment("Tissue")
+            editor.threshold(bone, 520, 3071)
+            editor.threshold(tissue, -100, 100)
+        reference = slicer.vtkOrientedImageData()
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        reference.SetImageToWorldMatrix(matrix)
+        reference.SetExtent(volume.GetImageData().GetExtent())
+        for segmentId in (bone, tissue):
+            labelmap, resampled = slicer.vtkOrientedImageData(), slicer.vtkOrientedImageData()
+            self.assertTrue(slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+                segmentation, segmentId, labelmap))
+            slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, reference,
+                                                                                             resampled)
+            expected = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(
+                resampled.GetDimensions()[::-1]) == segmentation.GetSegmentation().GetSegment(segmentId).GetLabelValue()
+            mask = segment.segmentMask(segmentation, segmentId, volume)
+            np.testing.assert_array_equal(mask, expected)
+            self.assertGreater(int(mask.sum()), 1000)
 
     def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
         volume, segmentation = self.load("islands")
