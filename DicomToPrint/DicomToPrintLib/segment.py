@@ -696,7 +696,10 @@ class SegmentEditor:
         # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
         box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in dims[::-1])
         checkpoint()
-        inside = whole[box].copy()
+        inside = np.empty(whole[box].shape, bool)
+        for k in range(0, len(inside), 64):  # slab by slab, a Cancel answered between (0.9 s at 2000 slices)
+            checkpoint()
+            inside[k:k + 64] = whole[box][k:k + 64]
         del whole  # made again for the result: the steps' peaks are then one whole-volume mask lower
         checkpoint()
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
