@@ -38,10 +38,10 @@ from .meshdata import (
     polyDataFromArrays,
     selfIntersections,
     shellNesting,
+    shellVolumes,
     sideKeys,
     surfaceDeviation,
     trianglesArray,
-    triangleVolumes,
 )
 from .runtime import Aside, HelperProcess, checkpoint, helperCommand, logger, update, updateAside
 
@@ -129,15 +129,15 @@ def removeSmallShells(polyData, minimumVolumeMm3: float) -> tuple[vtk.vtkPolyDat
     """
     if minimumVolumeMm3 <= 0:
         return polyData, 0
-    labelled, labels, shells = labelShells(polyData)
-    if shells <= 1:
+    shells = labelShells(polyData)
+    if shells[2] <= 1:
         return polyData, 0
-    triangles, points = trianglesArray(labelled), pointsArray(labelled)
-    shellVolumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
-    keep = np.abs(shellVolumes) >= minimumVolumeMm3
+    labelled, labels, _, volumes = shellVolumes(polyData, shells)
+    keep = np.abs(volumes) >= minimumVolumeMm3
     if keep.all():
         return polyData, 0
-    return cleanMesh(polyDataFromArrays(points, triangles[keep[labels]])), int(np.count_nonzero(~keep))
+    return cleanMesh(polyDataFromArrays(pointsArray(labelled), trianglesArray(labelled)[keep[labels]])), \
+        int(np.count_nonzero(~keep))
 
 
 def _badEdgeTriangles(triangles: np.ndarray, use: np.ndarray | None = None) -> np.ndarray:
@@ -804,14 +804,6 @@ def decimateClosed(polyData, targetTriangles: int, minimumShellVolumeMm3: float 
     return polyData, info, log
 
 
-def shellVolumes(polyData) -> tuple[vtk.vtkPolyData, np.ndarray, int, np.ndarray]:
-    """:func:`.meshdata.labelShells` of the mesh, and each shell's signed volume."""
-    labelled, labels, shells = labelShells(polyData)
-    checkpoint()
-    triangles, points = trianglesArray(labelled), pointsArray(labelled)
-    return labelled, labels, shells, np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
-
-
 #: Up to this many shells are placed in another by :func:`.meshdata.enclosedByRay`, more by
 #: vtkSelectEnclosedPoints (whose cell locator then pays for itself).
 RAY_PROBES = 8
@@ -828,7 +820,7 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
     :param polyData: closed triangle mesh.
     :param minimumShellVolumeMm3: shells enclosing less are dropped first, as :func:`removeSmallShells` does (one
         labelling of the shells for both).
-    :param shells: :func:`shellVolumes` of the mesh, if they were found already.
+    :param shells: :func:`.meshdata.shellVolumes` of the mesh, if they were found already.
     :return: (mesh, parts removed, small shells removed).
     """
     labelled, labels, shells, volumes = shells or shellVolumes(polyData)

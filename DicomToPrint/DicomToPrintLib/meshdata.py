@@ -294,15 +294,22 @@ def enclosedByRay(points: np.ndarray, triangles: np.ndarray, probes: np.ndarray)
     return inside
 
 
+def shellVolumes(polyData, shells: tuple | None = None) -> tuple[vtk.vtkPolyData, np.ndarray, int, np.ndarray]:
+    """:func:`labelShells` of the mesh (or ``shells``, if it was made already), and each shell's signed volume."""
+    labelled, labels, count = shells or labelShells(polyData)
+    checkpoint()
+    triangles, points = trianglesArray(labelled), pointsArray(labelled)
+    return labelled, labels, count, np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=count)
+
+
 def shellNesting(polyData, shells: tuple | None = None) -> tuple[vtk.vtkPolyData, np.ndarray, np.ndarray, np.ndarray]:
     """Each shell's signed volume and how many other shells enclose it.
 
     :param shells: :func:`labelShells` of the mesh, if it was made already.
     :return: (mesh labelled by shell, per-triangle shell, per-shell signed volume, per-shell nesting depth).
     """
-    labelled, labels, shells = shells or labelShells(polyData)
+    labelled, labels, shells, volumes = shellVolumes(polyData, shells)
     triangles, points = trianglesArray(labelled), pointsArray(labelled)
-    volumes = np.bincount(labels, weights=triangleVolumes(points, triangles), minlength=shells)
     depth = np.zeros(shells, np.int64)
     if shells > 1:
         probes = vtk.vtkPoints()  # a point of each shell, tested against every other shell

@@ -145,6 +145,20 @@ def _slabLabelmap(extent, imageToWorld, voxels: np.ndarray):
     return labelmap
 
 
+def _storedOverlap(labelmap, extent) -> tuple[np.ndarray, tuple] | None:
+    """Where a stored labelmap (same grid) and an ``extent`` of that grid meet: the labelmap's voxels there (a view,
+    k, j, i) and the overlap as slices of an array over ``extent``; None where they do not meet."""
+    stored = labelmap.GetExtent() if labelmap is not None and labelmap.GetPointData().GetScalars() is not None \
+        else (0, -1, 0, -1, 0, -1)
+    low = [max(stored[2 * a], extent[2 * a]) for a in range(3)]
+    high = [min(stored[2 * a + 1], extent[2 * a + 1]) for a in range(3)]
+    if any(h < lo for lo, h in zip(low, high, strict=True)):
+        return None
+    values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(labelmap.GetDimensions()[::-1])
+    return (values[tuple(slice(low[a] - stored[2 * a], high[a] - stored[2 * a] + 1) for a in (2, 1, 0))],
+            tuple(slice(low[a] - extent[2 * a], high[a] - extent[2 * a] + 1) for a in (2, 1, 0)))
+
+
 def segmentMask(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
     """The segment as a boolean (k, j, i) array on the volume's voxel grid (resampled if its geometry differs)."""
     reference = slicer.vtkOrientedImageData()
@@ -158,17 +172,11 @@ def segmentMask(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
             and slicer.vtkOrientedImageDataResample.DoGeometriesMatch(stored, reference):
         # on the volume's grid (as the segment editor makes it): read where it is stored, slab by slab (a Cancel is
         # answered between; copying and padding it to the volume first was one call of 1.4 s at 2000 slices)
-        volumeExtent, extent = reference.GetExtent(), stored.GetExtent()
+        volumeExtent = reference.GetExtent()
         mask = np.zeros([volumeExtent[2 * a + 1] - volumeExtent[2 * a] + 1 for a in (2, 1, 0)], bool)
-        low = [max(extent[2 * a], volumeExtent[2 * a]) for a in range(3)]
-        high = [min(extent[2 * a + 1], volumeExtent[2 * a + 1]) for a in range(3)]
-        if all(lo <= hi for lo, hi in zip(low, high, strict=True)):
-            values = numpy_support.vtk_to_numpy(stored.GetPointData().GetScalars())
-            values = values.reshape(stored.GetDimensions()[::-1])
-            # the overlap, (k, j, i), in the stored labelmap and in the mask
-            source = values[tuple(slice(low[a] - extent[2 * a], high[a] - extent[2 * a] + 1) for a in (2, 1, 0))]
-            target = mask[tuple(slice(low[a] - volumeExtent[2 * a], high[a] - volumeExtent[2 * a] + 1)
-                                for a in (2, 1, 0))]
+        overlap = _storedOverlap(stored, volumeExtent)
+        if overlap is not None:
+            source, target = overlap[0], mask[overlap[1]]
             for k in range(0, len(source), 64):
                 checkpoint()
                 np.equal(source[k:k + 64], labelValue, out=target[k:k + 64])
@@ -549,18 +557,9 @@ class SegmentEditor:
         for otherId in segmentation.GetSegmentIDs():
             if otherId == segmentId:
                 continue
-            labelmap = self.segmentationNode.GetBinaryLabelmapInternalRepresentation(otherId)
-            extent = labelmap.GetExtent() if labelmap is not None else (0, -1, 0, -1, 0, -1)
-            low = [max(extent[2 * a], box[2 * a]) for a in range(3)]
-            high = [min(extent[2 * a + 1], box[2 * a + 1]) for a in range(3)]
-            if any(h < lo for lo, h in zip(low, high, strict=True)):
-                continue
-            dims = labelmap.GetDimensions()
-            values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1])
-            part = values[low[2] - extent[4]:high[2] - extent[4] + 1, low[1] - extent[2]:high[1] - extent[2] + 1,
-                          low[0] - extent[0]:high[0] - extent[0] + 1]
-            result[low[2] - box[4]:high[2] - box[4] + 1, low[1] - box[2]:high[1] - box[2] + 1,
-                   low[0] - box[0]:high[0] - box[0] + 1] |= part == segmentation.GetSegment(otherId).GetLabelValue()
+            overlap = _storedOverlap(self.segmentationNode.GetBinaryLabelmapInternalRepresentation(otherId), box)
+            if overlap is not None:
+                result[overlap[1]] |= overlap[0] == segmentation.GetSegment(otherId).GetLabelValue()
         return result
 
     def _orientedCopy(self, imageData, geometrySource):
@@ -672,20 +671,20 @@ class SegmentEditor:
             # the segmentation's grid is the volume's (as the pipeline makes it): the segment read slab by slab
             # where it is stored, not copied whole by the segment editor first (one call of 1 s at 2000 slices)
             self.releaseWorkingImages()  # (selecting the segment had the logic make its labelmap)
-            extent, spacing, dims = volumeGeometry.GetExtent(), volumeGeometry.GetSpacing(), None
+            extent, spacing = volumeGeometry.GetExtent(), volumeGeometry.GetSpacing()
             whole = segmentMask(self.segmentationNode, segmentId, self.sourceVolumeNode)
         else:
             labelmap = self._selectedSegmentLabelmap(segmentId)
             checkpoint()
-            extent, spacing, dims = labelmap.GetExtent(), labelmap.GetSpacing(), labelmap.GetDimensions()
+            extent, spacing = labelmap.GetExtent(), labelmap.GetSpacing()
             if extent[1] < extent[0]:
                 return result
             # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
-            whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]) != 0
+            whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(
+                labelmap.GetDimensions()[::-1]) != 0
             labelmap.GetImageToWorldMatrix(matrix)
             self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
             del labelmap
-        dims = whole.shape[::-1]
         checkpoint()
         # Every step works on the segment's bounding box with a margin of background that none of them can
         # cross (the reach of the joining voxels, the ring around the object, twice the median's radius), so the
@@ -694,7 +693,7 @@ class SegmentEditor:
             if medianKernelMm and medianKernelMm > 0 else 0
         reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
         # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
-        box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in dims[::-1])
+        box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in whole.shape)
         checkpoint()
         inside = np.empty(whole[box].shape, bool)
         for k in range(0, len(inside), 64):  # slab by slab, a Cancel answered between (0.9 s at 2000 slices)
