@@ -320,6 +320,24 @@ class DicomToPrintSegmentTest(unittest.TestCase):
                     total, np.where(ring, values, 0)[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
                 np.testing.assert_array_equal(count, ring[whole].reshape(bins).mean(axis=(1, 3, 5)).astype(np.float32))
 
+    def test_levelsBinnedFromEveryStepthVoxelLieAtTheirBinsCentres(self):
+        # bins of 4 x 4 x 2 voxels holding every second voxel in-plane (the levels' grid on a CT of 0.45 x 0.45 x
+        # 0.8 mm): a linear field binned from the sampled voxels and interpolated back is the field itself at
+        # every voxel between the first and the last bin's centre (trilinear interpolation keeps a linear field)
+        k, j, i = np.mgrid[:12, :17, :21]
+        field = 3.0 * i - 2.0 * j + 5.0 * k
+        shrink, step = (4, 4, 2), (2, 2, 1)
+        sampled = field[::1, ::2, ::2]
+        binned = np.empty((*levels._binnedShape(field.shape, shrink), 2), np.float32)
+        levels._binnedRing(np.ones(sampled.shape, bool), sampled, (2, 2, 2), out=binned)
+        self.assertEqual(binned.shape, (6, 4, 5, 2))
+        np.testing.assert_array_equal(binned[..., 1], 1.0)
+        # the bins' centres: i = 4c + 1, j = 4c + 1, k = 2c + 0.5
+        where = tuple(axis.ravel() for axis in np.mgrid[1:11, 2:13, 1:18])  # within k 0.5-10.5, j 1-13, i 1-17
+        result = np.empty((len(where[0]), 2), np.float32)
+        levels._interpolate(binned, shrink, where, result, 0, len(result), step)
+        np.testing.assert_allclose(result[:, 0], field[where], rtol=0, atol=1e-4)
+
     def test_fractionMapOfTheObjectsSurroundingsEqualsThatOfTheWholeVolume(self):
         # the surface step passes only the box around the object (fractionMargin voxels wider) and frees the
         # volume once the levels are read: the same fractions, at the same place, as from the whole volume
