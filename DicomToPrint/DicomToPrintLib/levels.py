@@ -155,17 +155,22 @@ def _robustNoise(values: np.ndarray, level: float, window: float) -> float:
     separately (fat below soft tissue, partial volume above it, widen one side only), the smaller kept; the
     window is then narrowed to four of them and the estimate made again."""
     sigma = window
+    within = [values, values]  # where each side's voxels are looked for: a narrower window's are in the wider's
     for _ in range(2):
         sides = []
-        for below in (True, False):
+        for index, below in enumerate((True, False)):
             checkpoint()
-            side = values[(values < level) & (values >= level - window)] if below else \
-                values[(values > level) & (values <= level + window)]
+            pool = within[index]
+            side = pool[(pool < level) & (pool >= level - window)] if below else \
+                pool[(pool > level) & (pool <= level + window)]
+            within[index] = side
             if side.size:
                 sides.append(1.4826 * float(np.median(np.abs(side - level))))
         if not sides:
             return 0.0
         sigma = min(sides)
+        if max(4.0 * sigma, 10.0) > window:
+            within = [values, values]
         window = max(4.0 * sigma, 10.0)
     return sigma
 
