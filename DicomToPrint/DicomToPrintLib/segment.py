@@ -23,7 +23,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .levels import boundingBox
-from .runtime import DicomToPrintError, SlicerContext, checkChoice, checkpoint, execute, update
+from .runtime import DicomToPrintError, SlicerContext, checkChoice, checkpoint, execute, threadMap, update
 
 # Threshold presets: (lower, upper) in HU; upper None means "up to the highest value in the volume", so metal
 # and dense bone above the nominal 3071 HU are not cut out. Bone and soft tissue are the ranges users of
@@ -452,9 +452,8 @@ def binaryMedian(voxels: np.ndarray, kernelSize) -> np.ndarray:
     countJI = (_clippedCounts(nj, rj)[:, None] * _clippedCounts(ni, ri)[None, :]).astype(np.int32)
     countK = _clippedCounts(nk, rk).astype(np.int32)
     result = np.empty(voxels.shape, bool)
-    slab = max(1, 2**24 // max(1, nj * ni))  # about 16 M voxels at a time
-    for k0 in range(0, nk, slab):
-        checkpoint()
+
+    def medianSlab(k0: int) -> None:
         k1 = min(k0 + slab, nk)
         low, high = max(k0 - rk, 0), min(k1 + rk, nk)
         inside = (voxels[low:high] != 0).astype(np.int16)
@@ -462,6 +461,11 @@ def binaryMedian(voxels: np.ndarray, kernelSize) -> np.ndarray:
         sums *= 2
         for k in range(k0, k1):  # a strict majority of the voxels the clipped kernel holds
             np.greater(sums[k - k0], countK[k] * countJI, out=result[k])
+
+    # about 8 M voxels at a time, two slabs at a time (numpy lets go of Python's lock in these passes; each slab
+    # writes its own slices)
+    slab = max(1, 2**23 // max(1, nj * ni))
+    threadMap(medianSlab, range(0, nk, slab))
     return result
 
 
