@@ -598,7 +598,13 @@ class SegmentEditor:
         update(threshold)
         modifier.ShallowCopy(threshold.GetOutput())  # its voxels, not a copy (a volume-sized one: 1 s at 2000 slices)
         del threshold
-        self._modify(segmentId, modifier)
+        # "Set" first takes out whatever of the segment the modifier leaves out, a pass over the whole volume that
+        # finds nothing where the segment's labelmap is empty (a new segment in a layer of its own, as the pipeline
+        # makes it): there "add" is the same segment, in one pass instead of two (0.5-0.9 -> 0.3 s at 1000 slices).
+        stored = self.segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
+        extent = stored.GetExtent() if stored is not None else (0, -1, 0, -1, 0, -1)
+        empty = extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]
+        self._modify(segmentId, modifier, self.logic.ModificationModeAdd if empty else None)
         self.releaseWorkingImages()  # the next steps work on the segment, not on the copy of the volume
 
     def islands(self, segmentId: str, operation: str = KEEP_LARGEST_ISLAND, minimumSize: int | None = None,

@@ -39,6 +39,10 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
             with self.assertRaisesRegex(ValueError, "above maximum"):
                 editor.threshold(segmentId, 600, 500)
+            # a segment that is not empty is set, not added to (an empty one is added to, which is the same): the
+            # voxels of the first range that the second leaves out are gone
+            editor.threshold(segmentId, 700, 900)
+        np.testing.assert_array_equal(testing.segmentArray(segmentation, segmentId, volume), (hu >= 700) & (hu <= 900))
 
     def test_keepLargestIslandDropsTheSpecks(self):
         volume, segmentation = self.load("islands")
