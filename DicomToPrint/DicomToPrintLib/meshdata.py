@@ -265,6 +265,7 @@ def enclosedByRay(points: np.ndarray, triangles: np.ndarray, probes: np.ndarray)
     # each triangle's extent (x: its far end only), column by column, once for all the probes
     bounds, corner = [], [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
     for axis in (1, 2, 0):
+        checkpoint()  # (each axis: 0.3 s on the 10 M triangles of 2000 slices)
         column = np.ascontiguousarray(points[:, axis])
         corners = [column[corner[k]] for k in range(3)]
         if axis:
