@@ -302,8 +302,12 @@ def sealedCavities(inside: np.ndarray, sliceWise: bool = False) -> np.ndarray:
     filler.SetFullyConnected(True)
     filler.SetForegroundValue(1)
     filled = execute(filler, _image(inside))  # a view of an image is valid only while the image lives
-    holes = sitk.GetArrayViewFromImage(filled).view(bool) & ~inside
-    del filled
+    filledVoxels = sitk.GetArrayViewFromImage(filled).view(bool)
+    holes = np.empty(inside.shape, bool)
+    for k in range(0, len(holes), 64):  # slab by slab, a Cancel answered between (1.3 s at 2000 slices)
+        checkpoint()
+        np.greater(filledVoxels[k:k + 64], inside[k:k + 64], out=holes[k:k + 64])  # filled and not inside
+    del filledVoxels, filled
     checkpoint()
     if sliceWise:
         for k in range(len(inside)):
