@@ -24,6 +24,7 @@ from .meshdata import (
     polyDataFromArrays,
     selfIntersections,
     shellNesting,
+    sortedSides,
     triangleAreas,
     trianglesArray,
     triangleVolumes,
@@ -132,14 +133,16 @@ class MeshStatistics:
         return result
 
 
-def meshStatistics(polyData, shells: tuple | None = None) -> MeshStatistics:
+def meshStatistics(polyData, shells: tuple | None = None, sides: tuple | None = None) -> MeshStatistics:
     """Count and measure a triangle mesh (see :class:`MeshStatistics`).
 
     :param shells: :func:`.meshdata.labelShells` of the mesh, if it was made already.
+    :param sides: :func:`.meshdata.sortedSides` of the mesh's triangles, if made already.
     """
     labelled, labels, shells = shells or labelShells(polyData)
     triangles = trianglesArray(labelled)
-    _, boundary, nonManifold = edgeCounts(triangles)
+    # (the edges counted on the mesh's own point numbers: the labelling renumbers the points, not the edges)
+    _, boundary, nonManifold = edgeCounts(trianglesArray(polyData), sides)
     p = pointsArray(labelled)
     if len(triangles):
         perTriangleVolume = triangleVolumes(p, triangles)
@@ -261,8 +264,9 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
     :param wallThicknessLimitMm: walls thinner than this are reported.
     """
     shells = labelShells(polyData)  # for the statistics and the shells' nesting
-    statistics = meshStatistics(polyData, shells)
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
+    sides = sortedSides(triangles) if len(triangles) else None  # for the edges' and the vertices' counts
+    statistics = meshStatistics(polyData, shells, sides)
     # The crossing finder is numpy on large arrays (which lets go of Python's lock), the wall thickness Embree's
     # rays (or VTK's, one after another): side by side they take the time of the longer. The finder gets its own copy of
     # the mesh (VTK builds cell links lazily) and no progress callback (the checks here run in the caller's).
@@ -276,7 +280,7 @@ def validateMesh(polyData, buildVolumeMm=BUILD_VOLUME_MM, wallThicknessLimitMm: 
         _, _, volumes, depth = shellNesting(polyData, shells)
         wrongWay = int(np.count_nonzero((volumes > 0) != (depth % 2 == 0)))
     checkpoint()
-    pinched = nonManifoldVertexCount(polyData)
+    pinched = nonManifoldVertexCount(polyData, sides)
     checkpoint()
     bounds = statistics.bounds
     box = [bounds[1] - bounds[0], bounds[3] - bounds[2], bounds[5] - bounds[4]] if statistics.triangles else [0.0] * 3
