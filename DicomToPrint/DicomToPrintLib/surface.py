@@ -187,22 +187,24 @@ class SurfaceConversion:
             output = helper.result()
         finally:
             helper.stop()
-        with output:  # read as it is stored, each array once, in this thread
+        with output:  # read as it is stored, each array once, in this thread, into the arrays VTK then holds
             length = int(np.fromfile(output, np.int64, 1)[0])
             reply = json.loads(output.read(length).decode("utf-8"))
-            arrays = [np.fromfile(output, reply["pointType"], 3 * reply["points"]).reshape(-1, 3),
-                      np.fromfile(output, np.int64, reply["offsets"]),
-                      np.fromfile(output, reply["indexType"], reply["connectivity"])]
+            arrays = [np.empty((reply["points"], 3), reply["pointType"]), np.empty(reply["offsets"], np.int64),
+                      np.empty(reply["connectivity"], reply.get("sentIndexType", reply["indexType"]))]
+            for array in arrays:
+                if output.readinto(array.data.cast("B")) != array.nbytes:
+                    raise RuntimeError("Slicer's closed surface conversion sent a shorter reply than it announced")
         polyData = vtk.vtkPolyData()
         points = vtk.vtkPoints()
-        points.SetData(numpy_support.numpy_to_vtk(arrays[0], deep=True))
+        points.SetData(numpy_support.numpy_to_vtk(arrays[0]))  # no copy: the VTK array keeps the numpy one
         polyData.SetPoints(points)
-        # stored as Slicer's conversion stores them: 32-bit indices where they fit, no offsets for triangles
+        # stored as Slicer's conversion stores them (its index width), no offsets for triangles
         cells = vtk.vtkCellArray()
-        connectivity = numpy_support.numpy_to_vtk(arrays[2], deep=True)
+        indices = arrays[2].astype(reply["indexType"], copy=False)
+        connectivity = numpy_support.numpy_to_vtk(indices)
         if len(arrays[1]):
-            cells.SetData(numpy_support.numpy_to_vtk(arrays[1], deep=True, array_type=connectivity.GetDataType()),
-                          connectivity)
+            cells.SetData(numpy_support.numpy_to_vtk(arrays[1].astype(indices.dtype, copy=False)), connectivity)
         else:
             cells.SetData(3, connectivity)
         polyData.SetPolys(cells)
