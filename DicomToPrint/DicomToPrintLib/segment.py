@@ -544,6 +544,16 @@ class SegmentEditor:
         segmentId = segmentation.AddEmptySegment("", name, color) if color else segmentation.AddEmptySegment("", name)
         return segmentId
 
+    def _onVolumeGrid(self) -> bool:
+        """Whether the segmentation's grid (its reference geometry) is the source volume's, voxel for voxel."""
+        volumeGeometry = slicer.vtkOrientedImageData()
+        matrix = vtk.vtkMatrix4x4()
+        self.sourceVolumeNode.GetIJKToRASMatrix(matrix)
+        volumeGeometry.SetImageToWorldMatrix(matrix)
+        volumeGeometry.SetExtent(self.sourceVolumeNode.GetImageData().GetExtent())
+        return self.logic.GetReferenceImageGeometryString() == \
+            slicer.vtkSegmentationConverter.SerializeImageGeometry(volumeGeometry)
+
     def _select(self, segmentId: str) -> None:
         if not self.segmentationNode.GetSegmentation().GetSegment(segmentId):
             raise ValueError(f"No segment '{segmentId}' in {self.segmentationNode.GetName()}")
@@ -592,9 +602,6 @@ class SegmentEditor:
         if not minimumThreshold <= maximumThreshold:
             raise ValueError(f"Minimum threshold {minimumThreshold} is above maximum threshold {maximumThreshold}")
         self._select(segmentId)
-        if not self.logic.UpdateAlignedSourceVolume():
-            raise RuntimeError("Slicer's segment editor logic could not resample the source volume")
-        source = self.logic.GetAlignedSourceVolume()
         modifier = self.logic.GetModifierLabelmap()
         segmentation = self.segmentationNode.GetSegmentation()
         stored = self.segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
@@ -603,6 +610,13 @@ class SegmentEditor:
         # update would give is the threshold's output itself, the segment's label where selected
         alone = segmentation.GetNumberOfSegments() == 1 and (
             extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4])
+        if alone and self._onVolumeGrid():
+            # the segment editor's aligned source volume would be a copy of these voxels (150 MB at 300 slices)
+            source = self.sourceVolumeNode.GetImageData()
+        else:
+            if not self.logic.UpdateAlignedSourceVolume():
+                raise RuntimeError("Slicer's segment editor logic could not resample the source volume")
+            source = self.logic.GetAlignedSourceVolume()
         threshold = vtk.vtkImageThreshold()
         threshold.SetInputData(source)
         threshold.ThresholdBetween(minimumThreshold, maximumThreshold)
@@ -700,17 +714,13 @@ class SegmentEditor:
         """
         result = {"islands": None, "kept": None, "minimumSizeVoxels": None, "cavities": None}
         self._select(segmentId)
-        volumeGeometry = slicer.vtkOrientedImageData()
         matrix = vtk.vtkMatrix4x4()
         self.sourceVolumeNode.GetIJKToRASMatrix(matrix)
-        volumeGeometry.SetImageToWorldMatrix(matrix)
-        volumeGeometry.SetExtent(self.sourceVolumeNode.GetImageData().GetExtent())
-        if self.logic.GetReferenceImageGeometryString() == \
-                slicer.vtkSegmentationConverter.SerializeImageGeometry(volumeGeometry):
+        if self._onVolumeGrid():
             # the segmentation's grid is the volume's (as the pipeline makes it): the segment read slab by slab
             # where it is stored, not copied whole by the segment editor first (one call of 1 s at 2000 slices)
             self.releaseWorkingImages()  # (selecting the segment had the logic make its labelmap)
-            extent, spacing = volumeGeometry.GetExtent(), volumeGeometry.GetSpacing()
+            extent, spacing = self.sourceVolumeNode.GetImageData().GetExtent(), self.sourceVolumeNode.GetSpacing()
             whole = segmentMask(self.segmentationNode, segmentId, self.sourceVolumeNode)
         else:
             labelmap = self._selectedSegmentLabelmap(segmentId)
