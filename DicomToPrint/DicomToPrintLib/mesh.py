@@ -24,6 +24,7 @@ import numpy as np
 import vtk
 
 from .meshdata import (
+    SORT_KIND,
     _cornerFans,
     closestPointsOnTriangles,
     edgeUse,
@@ -98,7 +99,7 @@ def removeDuplicateTriangles(polyData) -> tuple[vtk.vtkPolyData, int]:
     corners = np.sort(triangles, axis=1).astype(np.int64)
     base = int(triangles.max()) + 1
     key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
-    ordered = np.sort(key)
+    ordered = np.sort(key, kind=SORT_KIND)
     if not np.any(ordered[1:] == ordered[:-1]):  # the usual case, found by a plain sort
         return polyData, 0
     _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
