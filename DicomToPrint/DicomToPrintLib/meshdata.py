@@ -58,8 +58,9 @@ def _perTriangle(points: np.ndarray, triangles: np.ndarray, measure, columns: tu
     result = np.empty((len(triangles), *columns))
     for start in range(0, len(triangles), _TRIANGLE_CHUNK):
         checkpoint()
-        part = triangles[start:start + _TRIANGLE_CHUNK]
-        result[start:start + _TRIANGLE_CHUNK] = measure(points[part[:, 0]], points[part[:, 1]], points[part[:, 2]])
+        # np.take on contiguous indices: the same rows as points[part[:, k]], several times faster
+        corners = triangles[start:start + _TRIANGLE_CHUNK].T.copy()
+        result[start:start + _TRIANGLE_CHUNK] = measure(*(np.take(points, index, axis=0) for index in corners))
     return result
 
 
@@ -74,8 +75,22 @@ def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def faceNormals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(N, 3) normal of each triangle by its winding, as long as twice its area."""
-    return _perTriangle(points, triangles, lambda a, b, c: cross(b - a, c - a), (3,))
+    """(N, 3) normal of each triangle by its winding, as long as twice its area.
+
+    On each coordinate's own contiguous array (the refinement's normals of 1.6 M triangles: a quarter of the time
+    of rows of three), with :func:`cross`'s products in its order: the same numbers."""
+    coordinates = [np.ascontiguousarray(points[:, k], np.float64) for k in range(3)]
+    result = np.empty((len(triangles), 3))
+    for start in range(0, len(triangles), _TRIANGLE_CHUNK):
+        checkpoint()
+        part = triangles[start:start + _TRIANGLE_CHUNK]
+        a, b, c = ([np.take(x, index) for x in coordinates] for index in part.T.copy())  # (indices contiguous)
+        u, v = [b[k] - a[k] for k in range(3)], [c[k] - a[k] for k in range(3)]
+        out = result[start:start + _TRIANGLE_CHUNK]
+        np.subtract(u[1] * v[2], u[2] * v[1], out=out[:, 0])
+        np.subtract(u[2] * v[0], u[0] * v[2], out=out[:, 1])
+        np.subtract(u[0] * v[1], u[1] * v[0], out=out[:, 2])
+    return result
 
 
 def triangleVolumes(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
