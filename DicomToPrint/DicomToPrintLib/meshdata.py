@@ -442,7 +442,7 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     n = len(triangles)
     if n < 2:
         return np.zeros((0, 2), np.int64)
-    corners = points[triangles]
+    corners = np.take(points, triangles, axis=0)  # points[triangles], in a fraction of the time
     # (the three corners compared pairwise: a reduction over the middle axis of (N, 3, 3) is several times slower)
     low = np.minimum(np.minimum(corners[:, 0], corners[:, 1]), corners[:, 2])
     high = np.maximum(np.maximum(corners[:, 0], corners[:, 1]), corners[:, 2])

@@ -258,6 +258,7 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     normals = pointNormals(polyData)
     slope = (normals @ directions) * spacing  # how far along the normal one voxel step along each axis goes (mm)
     measured = fraction.fraction
+    flatMeasured = measured.reshape(-1)  # (a view: the map is one contiguous array)
     corners = np.array(list(np.ndindex(2, 2, 2)))
     residual = np.zeros(len(points))
 
@@ -267,10 +268,17 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
         weight = ijk[part] - base
         # the tangent plane's fraction of each of the 8 voxels around the vertex
         meshFraction = levels.voxelPlaneFractions(slope[part], base - ijk[part])
+        # the trilinear weights per axis, as contiguous columns: the weight of the voxel at 1 along an axis, and at 0
+        upper = [np.ascontiguousarray(weight[:, axis]) for axis in range(3)]
+        lower = [1.0 - w for w in upper]
+        # the 8 voxels' numbers in the (k, j, i) array, read with np.take (a third of the time of three indices)
+        first = (base[:, 2] * measured.shape[1] + base[:, 1]) * measured.shape[2] + base[:, 0]
         for index, corner in enumerate(corners):
-            voxel = base + corner
-            w = np.prod(np.where(corner, weight, 1.0 - weight), axis=1)
-            residual[part] += w * (measured[voxel[:, 2], voxel[:, 1], voxel[:, 0]] - meshFraction[index])
+            # the product in np.prod's order (i, j, k): the same numbers
+            w = (upper[0] if corner[0] else lower[0]) * (upper[1] if corner[1] else lower[1])
+            w *= upper[2] if corner[2] else lower[2]
+            offset = (corner[2] * measured.shape[1] + corner[1]) * measured.shape[2] + corner[0]
+            residual[part] += w * (np.take(flatMeasured, first + offset) - meshFraction[index])
 
     # vertices a chunk at a time, two threads at a time: each vertex's residual is its own, the 8 voxels' arrays
     # stay small
