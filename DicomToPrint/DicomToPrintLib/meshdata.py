@@ -454,15 +454,16 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     count = span.prod(axis=1)
     owner = np.repeat(np.arange(n), count)
     local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    sx, sy = span[owner, 0], span[owner, 1]
-    ix = start[owner, 0] + local % sx
-    iy = start[owner, 1] + (local // sx) % sy
-    iz = start[owner, 2] + local // (sx * sy)
+    # (np.take on each column: the same values as span[owner, 0], a fraction of the time)
+    sx, sy = np.take(span[:, 0], owner), np.take(span[:, 1], owner)
+    ix = np.take(start[:, 0], owner) + local % sx
+    iy = np.take(start[:, 1], owner) + (local // sx) % sy
+    iz = np.take(start[:, 2], owner) + local // (sx * sy)
     dims = (start + span).max(axis=0) + 1
     key = (ix * dims[1] + iy) * dims[2] + iz
     checkpoint()
     order = stableArgsort(key)
-    key, owner = key[order], owner[order]
+    key, owner = np.take(key, order), np.take(owner, order)
     checkpoint()
     groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     groupSize = np.diff(np.concatenate([groupStart, [len(key)]]))
@@ -473,27 +474,33 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     # decimated head phantom), so the shared-corner test comes first, on each cell's members' corners gathered
     # once per member (not per pair); repeats (a pair shares several cells) and bounding boxes only for the few
     # pairs left.
-    corner32 = triangles.astype(np.int32)
+    # each column on its own contiguous array, read with np.take (the same values as fancy indexing into rows of
+    # three, a fraction of the time)
+    cornerColumns = [np.ascontiguousarray(triangles[:, k], np.int32) for k in range(3)]
+    lowColumns = [np.ascontiguousarray(low32[:, k]) for k in range(3)]
+    highColumns = [np.ascontiguousarray(high32[:, k]) for k in range(3)]
 
     def candidatesIn(size: int) -> np.ndarray:  # all pairs within the cells of this many triangles
-        members = owner[groupStart[groupSize == size][:, None] + np.arange(size)[None, :]]
+        members = np.take(owner, groupStart[groupSize == size][:, None] + np.arange(size)[None, :])
         first, second = np.triu_indices(size, 1)
-        memberCorners = [np.ascontiguousarray(corner32[members, k]) for k in range(3)]
-        ca = [c[:, first] for c in memberCorners]
-        cb = [c[:, second] for c in memberCorners]
+        memberCorners = [np.take(c, members) for c in cornerColumns]
+        ca = [np.take(c, first, axis=1) for c in memberCorners]
+        cb = [np.take(c, second, axis=1) for c in memberCorners]
         shared = ca[0] == cb[0]
         for i, j in ((0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)):
             shared |= ca[i] == cb[j]
         apart = ~shared
         if involving is not None:
-            apart &= involving[members[:, first]] | involving[members[:, second]]
+            apart &= np.take(involving, np.take(members, first, axis=1)) | \
+                np.take(involving, np.take(members, second, axis=1))
         rows, column = np.nonzero(apart)
-        p, q = first[column], second[column]
+        p, q = rows * size + first[column], rows * size + second[column]  # into the members, flat
         for k in range(3):  # bounding boxes overlap, axis by axis on what is left
-            memberLow, memberHigh = low32[members, k], high32[members, k]
-            overlap = (memberLow[rows, p] <= memberHigh[rows, q]) & (memberLow[rows, q] <= memberHigh[rows, p])
-            rows, p, q = rows[overlap], p[overlap], q[overlap]
-        a, b = members[rows, p], members[rows, q]
+            memberLow, memberHigh = np.take(lowColumns[k], members), np.take(highColumns[k], members)
+            overlap = (np.take(memberLow, p) <= np.take(memberHigh, q)) & \
+                (np.take(memberLow, q) <= np.take(memberHigh, p))
+            p, q = p[overlap], q[overlap]
+        a, b = np.take(members, p), np.take(members, q)
         return np.minimum(a, b) * n + np.maximum(a, b)
 
     # the cells batched by size, two batches at a time (numpy lets go of Python's lock in these passes)
@@ -502,8 +509,8 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
         return np.zeros((0, 2), np.int64)
     pairs = np.unique(np.concatenate(candidates))
     pairs = np.stack([pairs // n, pairs % n], axis=1)
-    crossing = threadMap(lambda i: pairs[i:i + chunk][_trianglesCross(corners[pairs[i:i + chunk, 0]],
-                                                                      corners[pairs[i:i + chunk, 1]])],
+    crossing = threadMap(lambda i: pairs[i:i + chunk][_trianglesCross(np.take(corners, pairs[i:i + chunk, 0], axis=0),
+                                                                      np.take(corners, pairs[i:i + chunk, 1], axis=0))],
                          range(0, len(pairs), chunk))
     return np.concatenate(crossing) if crossing else np.zeros((0, 2), np.int64)
 
