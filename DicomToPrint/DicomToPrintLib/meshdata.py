@@ -118,11 +118,18 @@ def pointNormals(polyData) -> np.ndarray:
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     weights = faceNormals(points, triangles)  # length: twice the area
     checkpoint()
-    corners = triangles.T.ravel()  # every triangle's first corners, then second, then third
+    # each vertex's sum over every triangle's first corners, then second, then third, in that order: a bincount of
+    # the first corners continued by np.add.at (which adds in order) over the others, the same sums as one
+    # bincount of all corners without the transposed copy of the corners and a tiled copy of the weights per axis
+    corners = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
     del triangles
     normals = np.empty((len(points), 3))
     for axis in range(3):
-        normals[:, axis] = np.bincount(corners, weights=np.tile(weights[:, axis], 3), minlength=len(points))
+        weight = np.ascontiguousarray(weights[:, axis])
+        total = np.bincount(corners[0], weights=weight, minlength=len(points))
+        np.add.at(total, corners[1], weight)
+        np.add.at(total, corners[2], weight)
+        normals[:, axis] = total
         checkpoint()
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
 

@@ -474,6 +474,20 @@ class DicomToPrintMeshTest(unittest.TestCase):
         for expected, got in zip(whole, chunked, strict=True):
             np.testing.assert_array_equal(got, expected)
 
+    def test_pointNormalsAreOneBincountOfAllCornersBitForBit(self):
+        # the sums per vertex in the order of one bincount over every first, then second, then third corner
+        s = sphere(resolution=40)
+        points, triangles = meshdata.pointsArray(s), meshdata.trianglesArray(s)
+        weights = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]],
+                           points[triangles[:, 2]] - points[triangles[:, 0]])
+        sums = np.stack([np.bincount(triangles.T.ravel(), weights=np.tile(weights[:, axis], 3),
+                                     minlength=len(points)) for axis in range(3)], axis=1)
+        expected = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-300)
+        np.testing.assert_array_equal(meshdata.pointNormals(s), expected)
+        # outward on the sphere: each normal within a degree of the radius
+        radial = points / np.linalg.norm(points, axis=1, keepdims=True)
+        self.assertGreater(float(np.min((meshdata.pointNormals(s) * radial).sum(axis=1))), math.cos(math.radians(1)))
+
     def test_aDecimationThatCannotBeKeptLeavesTheSurfaceUndecimated(self):
         # no decimated mesh lies within 0 mm of the surface: both attempts are rejected, and the surface itself is
         # what comes out, repaired, never worse
