@@ -26,6 +26,7 @@ import vtk
 from .meshdata import (
     SORT_KIND,
     _cornerFans,
+    _perTriangle,
     closestPointsOnTriangles,
     edgeUse,
     enclosedByRay,
@@ -304,8 +305,8 @@ def degenerateTriangles(polyData, relativeArea: float = 1e-10) -> np.ndarray:
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
     doubleArea = np.linalg.norm(faceNormals(points, triangles), axis=1)
-    a, b, c = (np.take(points, index, axis=0) for index in triangles.T.copy())  # (faster than points[triangles[:, k]])
-    longest = np.max([np.sum((b - a) ** 2, 1), np.sum((c - b) ** 2, 1), np.sum((a - c) ** 2, 1)], axis=0)
+    longest = _perTriangle(points, triangles, lambda a, b, c: np.max(
+        [np.sum((b - a) ** 2, 1), np.sum((c - b) ** 2, 1), np.sum((a - c) ** 2, 1)], axis=0))
     return doubleArea <= relativeArea * longest
 
 

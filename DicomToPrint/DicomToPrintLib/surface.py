@@ -191,7 +191,7 @@ class SurfaceConversion:
             length = int(np.fromfile(output, np.int64, 1)[0])
             reply = json.loads(output.read(length).decode("utf-8"))
             arrays = [np.empty((reply["points"], 3), reply["pointType"]), np.empty(reply["offsets"], np.int64),
-                      np.empty(reply["connectivity"], reply.get("sentIndexType", reply["indexType"]))]
+                      np.empty(reply["connectivity"], reply["sentIndexType"])]
             for array in arrays:
                 if output.readinto(array.data.cast("B")) != array.nbytes:
                     raise RuntimeError("Slicer's closed surface conversion sent a shorter reply than it announced")
