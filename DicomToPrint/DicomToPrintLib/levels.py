@@ -150,29 +150,65 @@ def _otsuSplit(values: np.ndarray) -> float:
     return float(otsu.GetThreshold())
 
 
-def _robustNoise(values: np.ndarray, level: float, window: float) -> float:
+def _ranks(ordered: np.ndarray, keys, side: str = "left") -> np.ndarray:
+    """How many of the sorted ``ordered`` are below each of ``keys`` (side "left") or at most it ("right"), the
+    values compared as float32 with the keys as float32 (as numpy compares a float32 array with a Python float).
+    On whole numbers the keys become whole numbers of the array's own type (no float copy of the array)."""
+    keys = np.asarray(keys, np.float32)
+    if ordered.dtype.kind not in "iu":
+        return np.searchsorted(ordered, keys, side)
+    # a whole number v is below k when v < ceil(k), at most k when v < floor(k) + 1
+    bound = np.ceil(keys) if side == "left" else np.floor(keys) + 1
+    info = np.iinfo(ordered.dtype)
+    ranks = np.searchsorted(ordered, np.clip(bound, info.min, info.max).astype(ordered.dtype), "left")
+    return np.where(bound > info.max, len(ordered), ranks)
+
+
+def _rank(ordered: np.ndarray, key: float, side: str = "left") -> int:
+    return int(_ranks(ordered, [key], side)[0])
+
+
+def _sortedMedian(ordered: np.ndarray, start: int, stop: int, level: float | None = None) -> float:
+    """np.median of ``ordered[start:stop]`` (sorted) as float32 values, or of their distances from ``level`` where
+    the range lies on one side of it (float32 differences keep the order, so the middle values are the same): the
+    one or two middle values, averaged as np.median averages them."""
+    count = stop - start
+    middle = ordered[start + (count - 1) // 2:start + count // 2 + 1].astype(np.float32)
+    return float(np.median(middle if level is None else np.abs(middle - level)))
+
+
+def _robustNoise(ordered: np.ndarray, level: float, window: float) -> float:
     """Standard deviation of the noise around a peak: 1.4826 x the median absolute deviation from it, on each side
     separately (fat below soft tissue, partial volume above it, widen one side only), the smaller kept; the
-    window is then narrowed to four of them and the estimate made again."""
+    window is then narrowed to four of them and the estimate made again.
+
+    :param ordered: the voxels, sorted.
+    """
     sigma = window
-    within = [values, values]  # where each side's voxels are looked for: a narrower window's are in the wider's
     for _ in range(2):
+        checkpoint()
         sides = []
-        for index, below in enumerate((True, False)):
-            checkpoint()
-            pool = within[index]
-            side = pool[(pool < level) & (pool >= level - window)] if below else \
-                pool[(pool > level) & (pool <= level + window)]
-            within[index] = side
-            if side.size:
-                sides.append(1.4826 * float(np.median(np.abs(side - level))))
+        # below: level - window <= v < level; above: level < v <= level + window
+        for start, stop in ((_rank(ordered, level - window), _rank(ordered, level)),
+                            (_rank(ordered, level, "right"), _rank(ordered, level + window, "right"))):
+            if stop > start:
+                sides.append(1.4826 * _sortedMedian(ordered, start, stop, level))
         if not sides:
             return 0.0
         sigma = min(sides)
-        if max(4.0 * sigma, 10.0) > window:
-            within = [values, values]
         window = max(4.0 * sigma, 10.0)
     return sigma
+
+
+def sortedVoxels(values: np.ndarray) -> np.ndarray:
+    """The voxels in one sorted array, for :func:`boneLevels`: 16-bit whole numbers (a CT as read) as they are,
+    with numpy's radix sort (10 M voxels in 0.04 s); anything else as float32, the type the levels are found in."""
+    flat = np.ravel(values)
+    if flat.dtype.kind in "iu" and flat.dtype.itemsize <= 2:
+        flat = flat.copy() if np.may_share_memory(flat, values) else flat  # never sort the caller's array
+        flat.sort(kind="stable")
+        return flat
+    return np.sort(flat.astype(np.float32))
 
 
 def boneLevels(values: np.ndarray, minimumVoxels: int = 1) -> ThresholdLevels:
@@ -187,46 +223,48 @@ def boneLevels(values: np.ndarray, minimumVoxels: int = 1) -> ThresholdLevels:
     3. The threshold is halfway between the two levels (ISO-50): where a surface between soft tissue and
        cortical bone lies. Cancellous bone and marrow inside the bone fall below it; they are filled in later.
 
+    Every count, class and median is a range of the sorted voxels (:func:`sortedVoxels`): the same numbers as
+    histograms and medians of the voxels as float32 (the test suite checks it), in a tenth of the time.
+
     :param values: the volume's voxels in HU (any shape; a sample is enough).
     :param minimumVoxels: fewer bone-dense voxels than this is no bone.
     :raises NothingToPrint: when nothing is bone-dense, or bone does not stand out from the noise.
     """
-    values = np.asarray(values, np.float32).ravel()
+    ordered = sortedVoxels(values)
     checkpoint()
-    if not values.size or not float(values.max()) > float(values.min()):
+    if not ordered.size or not float(ordered[-1]) > float(ordered[0]):
         raise NothingToPrint("the volume has a single intensity; there is no boundary to find")
-    low = max(float(values.min()), -1100.0)
+    low = max(float(ordered[0]), -1100.0)
     bins = np.arange(np.floor(low), 3100.0, 4.0)
-    checkpoint()
-    # equal bins given by count and range: numpy then counts them in one pass instead of sorting the voxels
-    # (the same counts: edges 4 HU apart from a whole number are exact in binary)
-    counts, edges = np.histogram(values, len(bins) - 1, (float(bins[0]), float(bins[-1])))
-    checkpoint()
+    # np.histogram's equal bins (its float32 edges, each bin closed below, the last also above)
+    _, edges = np.histogram(np.zeros(0, np.float32), len(bins) - 1, (float(bins[0]), float(bins[-1])))
+    below = _ranks(ordered, edges)
+    below[-1] = _rank(ordered, float(edges[-1]), "right")
+    counts = np.diff(below)
     smooth = np.convolve(counts, np.ones(5) / 5.0, mode="same")  # 20 HU: noise does not make false peaks
     centers = (edges[:-1] + edges[1:]) / 2.0
     tissue = (centers >= SOFT_TISSUE_HU[0]) & (centers <= SOFT_TISSUE_HU[1])
-    if smooth[tissue].sum() >= 0.005 * values.size:
+    if smooth[tissue].sum() >= 0.005 * ordered.size:
         lowerLevel, lowerName = float(centers[tissue][np.argmax(smooth[tissue])]), "soft tissue"
     else:
         air = centers < -500.0
         lowerLevel, lowerName = float(centers[air][np.argmax(smooth[air])]) if air.any() else low, "air"
-    noise = _robustNoise(values, lowerLevel, 150.0)
+    noise = _robustNoise(ordered, lowerLevel, 150.0)
     floor = lowerLevel + max(MINIMUM_CONTRAST_IN_NOISE * noise, BONE_MARGIN_HU)
     checkpoint()
-    candidates = values[(values > floor) & (values <= METAL_HU)]
-    checkpoint()
-    if candidates.size < max(minimumVoxels, 2):
+    first, stop = _rank(ordered, floor, "right"), _rank(ordered, METAL_HU, "right")  # floor < v <= metal
+    if stop - first < max(minimumVoxels, 2):
         raise NothingToPrint(f"nothing in this CT is as dense as bone: no part of it is denser than {lowerName} "
                              f"({lowerLevel:.0f} HU) by more than {floor - lowerLevel:.0f} HU (five times the "
                              f"noise, {noise:.0f} HU, and at least {BONE_MARGIN_HU:.0f} HU)")
-    split = _otsuSplit(candidates) if float(candidates.max()) > float(candidates.min()) else float(candidates.min())
+    candidates = ordered[first:stop]
+    split = _otsuSplit(candidates) if float(candidates[-1]) > float(candidates[0]) else float(candidates[0])
     checkpoint()
-    upper, lower = candidates[candidates > split], candidates[candidates <= split]
-    checkpoint()
-    upperLevel = float(np.median(upper if upper.size else candidates))
-    checkpoint()
-    if not lower.size or upperLevel - float(np.median(lower)) < MINIMUM_CONTRAST_IN_NOISE * noise:
-        upperLevel = float(np.median(candidates))  # one class only (e.g. a phantom's bone): Otsu halved it
+    middle = _rank(candidates, split, "right")  # lower: v <= split, upper: v > split
+    upperLevel = _sortedMedian(candidates, middle, len(candidates)) if middle < len(candidates) else \
+        _sortedMedian(candidates, 0, len(candidates))
+    if not middle or upperLevel - _sortedMedian(candidates, 0, middle) < MINIMUM_CONTRAST_IN_NOISE * noise:
+        upperLevel = _sortedMedian(candidates, 0, len(candidates))  # one class only (e.g. a phantom's bone)
     if upperLevel - lowerLevel < MINIMUM_CONTRAST_IN_NOISE * noise:
         raise NothingToPrint(f"bone does not stand out from the noise: {upperLevel:.0f} HU against {lowerName} at "
                              f"{lowerLevel:.0f} HU is less than five times the noise ({noise:.0f} HU)")

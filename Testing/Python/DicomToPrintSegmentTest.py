@@ -383,6 +383,74 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         with self.assertRaisesRegex(levels.NothingToPrint, "single intensity"):
             levels.iso50Threshold(np.zeros(100))
 
+    def test_boneLevelsFromSortedVoxelsEqualHistogramsAndMediansOfTheVoxels(self):
+        # the levels as they were found before (histogram and medians of the voxels as float32), against the ranges
+        # of the sorted voxels: the same numbers, bit for bit, on 16-bit CT values and on float values
+        def robustNoise(values, level, window):
+            sigma, within = window, [values, values]
+            for _ in range(2):
+                sides = []
+                for index, below in enumerate((True, False)):
+                    pool = within[index]
+                    side = pool[(pool < level) & (pool >= level - window)] if below else \
+                        pool[(pool > level) & (pool <= level + window)]
+                    within[index] = side
+                    if side.size:
+                        sides.append(1.4826 * float(np.median(np.abs(side - level))))
+                if not sides:
+                    return 0.0
+                sigma = min(sides)
+                if max(4.0 * sigma, 10.0) > window:
+                    within = [values, values]
+                window = max(4.0 * sigma, 10.0)
+            return sigma
+
+        def reference(values):
+            values = np.asarray(values, np.float32).ravel()
+            low = max(float(values.min()), -1100.0)
+            bins = np.arange(np.floor(low), 3100.0, 4.0)
+            counts, edges = np.histogram(values, len(bins) - 1, (float(bins[0]), float(bins[-1])))
+            smooth = np.convolve(counts, np.ones(5) / 5.0, mode="same")
+            centers = (edges[:-1] + edges[1:]) / 2.0
+            tissue = (centers >= levels.SOFT_TISSUE_HU[0]) & (centers <= levels.SOFT_TISSUE_HU[1])
+            if smooth[tissue].sum() >= 0.005 * values.size:
+                lowerLevel = float(centers[tissue][np.argmax(smooth[tissue])])
+            else:
+                air = centers < -500.0
+                lowerLevel = float(centers[air][np.argmax(smooth[air])]) if air.any() else low
+            noise = robustNoise(values, lowerLevel, 150.0)
+            floor = lowerLevel + max(levels.MINIMUM_CONTRAST_IN_NOISE * noise, levels.BONE_MARGIN_HU)
+            candidates = values[(values > floor) & (values <= levels.METAL_HU)]
+            split = levels._otsuSplit(candidates)
+            upper, lower = candidates[candidates > split], candidates[candidates <= split]
+            upperLevel = float(np.median(upper if upper.size else candidates))
+            if not lower.size or upperLevel - float(np.median(lower)) < levels.MINIMUM_CONTRAST_IN_NOISE * noise:
+                upperLevel = float(np.median(candidates))
+            return (lowerLevel + upperLevel) / 2.0, lowerLevel, upperLevel, noise
+
+        rng = np.random.default_rng(5)
+        head = np.concatenate([rng.normal(-1000, 15, 50000), rng.normal(-90, 25, 8000), rng.normal(40, 12, 30000),
+                               rng.normal(400, 120, 3000), rng.normal(1250, 150, 4000), rng.normal(3000, 50, 30)])
+        dry = np.concatenate([rng.normal(-1000, 30, 80000), rng.normal(900, 200, 5000)])  # bone in air
+        flat = np.concatenate([rng.normal(30, 8, 40000), np.full(3000, 1000.0)])  # one bone level (a phantom)
+        volume = np.round(rng.permutation(head)[:48000]).astype(np.int16).reshape(40, 60, 20)
+        cases = {"head CT, int16": np.round(head).astype(np.int16),
+                 "head CT as a 3D view, int16": volume[::2, ::2],
+                 "dry skull, int16": np.round(dry).astype(np.int16),
+                 "one bone level, uint16": np.round(np.maximum(flat, 0.0)).astype(np.uint16),
+                 "one bone level, int32": np.round(flat).astype(np.int32),
+                 "head CT, float64": head, "dry skull, float32": dry.astype(np.float32)}
+        for name, values in cases.items():
+            with self.subTest(case=name):
+                before = values.copy()
+                found = levels.boneLevels(values)
+                self.assertEqual((found.threshold, found.lowerLevel, found.upperLevel, found.noise), reference(values))
+                np.testing.assert_array_equal(values, before)  # the caller's voxels are not sorted in place
+        found = levels.boneLevels(cases["head CT, int16"])
+        self.assertEqual((found.lowerLevel, found.lowerName), (42.0, "soft tissue"))
+        self.assertAlmostEqual(found.upperLevel, 1250.0, delta=10.0)
+        self.assertEqual(levels.boneLevels(cases["dry skull, int16"]).lowerName, "air")
+
     def voxelIndex(self, volume, lpsPoints):
         """Nearest voxel (i, j, k) of LPS points."""
         matrix = vtk.vtkMatrix4x4()
