@@ -898,7 +898,8 @@ def keepParts(polyData, keepLargest: bool = True, minimumVolumeMm3: float = 0.0,
             int(np.count_nonzero(crumbs)))
 
 
-def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tuple[list, dict]:
+def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12,
+                  clearanceMm: float = 0.001) -> tuple[list, dict]:
     """Make parts that touch (two structures sharing a boundary) stop crossing each other.
 
     Surfaces of neighbouring structures are computed separately and meet within hundredths of a millimetre,
@@ -908,6 +909,7 @@ def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tu
     until no pair crosses.
 
     :param parts: closed meshes, in structure order.
+    :param clearanceMm: how far apart (about twice this) the parts must be to count as not crossing.
     :return: (meshes, {"crossingsFound", "crossingsLeft", "verticesMoved"}).
     """
     parts = [polyDataFromArrays(pointsArray(p), trianglesArray(p)) for p in parts]
@@ -919,7 +921,10 @@ def separateParts(parts: list, stepMm: float = 0.05, iterations: int = 12) -> tu
         counts = [p.GetNumberOfPolys() for p in parts]
         owner = np.repeat(np.arange(len(parts)), counts)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pairs = selfIntersections(_appendArrays(parts))
+        # tested with each part a clearance larger (moved out along its normals): surfaces that do not cross but lie
+        # within a rounding of each other cross once written (a file stores float32 or 6 decimals)
+        pairs = selfIntersections(_appendArrays([polyDataFromArrays(pointsArray(p) + clearanceMm * pointNormals(p),
+                                                                    trianglesArray(p)) for p in parts]))
         pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
         if iteration == 0:
             info["crossingsFound"] = int(len(pairs))
