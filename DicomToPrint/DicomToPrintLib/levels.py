@@ -68,6 +68,9 @@ SOFT_TISSUE_HU = (-150.0, 150.0)
 #: Bone is searched this far (HU) above the soft-tissue peak at least, and below metal.
 BONE_MARGIN_HU = 100.0
 METAL_HU = 2500.0
+#: Slicer's fractional labelmaps store a voxel's fraction as a signed char from -108 (outside) to 108 (inside).
+FRACTION_MIN, FRACTION_MAX = -108, 108
+FRACTION_STEPS = FRACTION_MAX - FRACTION_MIN
 
 
 @dataclass
@@ -302,10 +305,12 @@ def iso50Threshold(values: np.ndarray, modality: str = "CT", minimumVoxels: int 
 
 @dataclass
 class FractionMap:
-    """Fraction of each voxel inside the object, on a sub-grid (the object's bounding box plus a margin)."""
+    """Fraction of each voxel inside the object, on a sub-grid (the object's bounding box plus a margin), stored
+    as Slicer's fractional labelmap stores it (:data:`FRACTION_MIN` to :data:`FRACTION_MAX`): what the closed
+    surface is contoured from, a quarter of the memory of float32 fractions."""
 
-    #: clipped to 0..1, what is contoured
-    fraction: np.ndarray
+    #: the fractions (clipped to 0..1) on Slicer's signed-char scale, (k, j, i)
+    levels: np.ndarray
     #: sum of the fractions barely clipped (-0.25..1.25): noise averages out, so it integrates to the volume
     unclippedSum: float
     #: (k, j, i) start of the sub-grid in the volume
@@ -314,6 +319,25 @@ class FractionMap:
     outsideLevel: float
     #: how the inside level was found: "interior" (measured in the object) or "plateau" (thin object)
     insideLevelSource: str
+
+    @staticmethod
+    def quantize(fractions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Fractions (0..1, float32) on Slicer's signed-char scale, rounded to the nearest step."""
+        return np.round(fractions * FRACTION_STEPS + FRACTION_MIN).astype(np.int8) if out is None else \
+            np.copyto(out, np.round(fractions * FRACTION_STEPS + FRACTION_MIN), casting="unsafe")
+
+    @staticmethod
+    def fractionTable() -> np.ndarray:
+        """The fraction (float32) of each stored level, indexed by the level's byte as uint8."""
+        table = np.zeros(256, np.float32)
+        steps = np.arange(FRACTION_MIN, FRACTION_MAX + 1)
+        table[steps.astype(np.int8).view(np.uint8)] = (steps - FRACTION_MIN) / np.float32(FRACTION_STEPS)
+        return table
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """The fractions as float32 (a new array; the levels are what is kept)."""
+        return np.take(self.fractionTable(), self.levels.view(np.uint8))
 
 
 def boundingBox(mask: np.ndarray, margin: int = 0, evenStart: bool = False) -> tuple[slice, slice, slice] | None:
@@ -602,20 +626,23 @@ def fractionMap(values: np.ndarray, mask: np.ndarray, spacing, sigmaMm: float = 
     reliable = np.abs(contrast) >= max(minimumContrast, 1e-6)
     unclipped = np.where(reliable, (valuesNear - lower) / np.where(reliable, contrast, 1.0),
                          inside[near].astype(np.float32))
-    # made last (the volume and the binned rings are gone by now), slab by slab (a Cancel is answered between)
-    fraction = np.empty(inside.shape, np.float32)
+    # made last (the volume and the binned rings are gone by now), slab by slab (a Cancel is answered between),
+    # on Slicer's scale: the conversion takes it as it is, and a byte per voxel is a quarter of float32's first
+    # writes (0.29 -> 0.07 s at 512 x 512 x 300 on a machine where fresh memory is slow)
+    stored = np.empty(inside.shape, np.int8)
     insideVoxels = 0
-    for k in range(0, len(fraction), 16):
+    for k in range(0, len(stored), 16):
         checkpoint()
-        fraction[k:k + 16] = inside[k:k + 16]
+        stored[k:k + 16] = FRACTION_MIN
+        np.copyto(stored[k:k + 16], np.int8(FRACTION_MAX), where=inside[k:k + 16])
         insideVoxels += int(np.count_nonzero(inside[k:k + 16]))
-    fraction[near] = np.clip(unclipped, 0.0, 1.0)
+    stored[near] = FractionMap.quantize(np.clip(unclipped, 0.0, 1.0))
     # The partial-volume integral: noise averages out in the unclipped sum, but where the local levels are off
     # (three materials meeting) a voxel must not count for more than a little beyond pure. (Beyond the band the
     # fraction is exactly 0 or 1, clipped or not: those count as the inside voxels there.)
     integral = (float(insideVoxels - int(np.count_nonzero(inside[near])))
                 + float(np.clip(unclipped, -0.25, 1.25).sum(dtype=np.float64)))
-    return FractionMap(fraction, integral, tuple(int(o) + s.start for o, s in zip(offset, box, strict=True)),
+    return FractionMap(stored, integral, tuple(int(o) + s.start for o, s in zip(offset, box, strict=True)),
                        insideLevel, outsideLevel, source)
 
 
@@ -750,6 +777,6 @@ def hollowFraction(fraction: FractionMap, spacing, ijkToRas, wallMm: float, mode
     voxelVolume = float(np.prod(spacing))
     info = HollowInfo(mode, wallMm, holes, drainHoleDiameterMm, float(solid.sum()) * voxelVolume,
                       float(hollow.sum()) * voxelVolume)
-    result = FractionMap(hollow, float(hollow.sum(dtype=np.float64)), offset, fraction.insideLevel,
-                         fraction.outsideLevel, fraction.insideLevelSource)
+    result = FractionMap(FractionMap.quantize(hollow), float(hollow.sum(dtype=np.float64)), offset,
+                         fraction.insideLevel, fraction.outsideLevel, fraction.insideLevelSource)
     return result, info

@@ -51,8 +51,6 @@ DEFAULT_SMOOTHING = {SUBVOXEL: 0.2, LABELMAP: 0.5}
 
 CLOSED_SURFACE = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
 FRACTIONAL_LABELMAP = slicer.vtkSegmentationConverter.GetSegmentationFractionalLabelmapRepresentationName()
-# Slicer stores fractions as signed char from -108 (outside) to 108 (inside): 216 steps
-_FRACTION_MIN, _FRACTION_MAX = -108, 108
 
 
 def createClosedSurface(segmentationNode, conversionMethod: str = FLYING_EDGES, smoothingFactor: float = 0.5,
@@ -123,25 +121,20 @@ class SubvoxelSurface:
 
 
 def _fractionalLabelmap(fraction: levels.FractionMap, volumeNode) -> slicer.vtkOrientedImageData:
+    """The fraction map as Slicer's fractional labelmap: its stored levels, not copied (the image holds them)."""
     image = slicer.vtkOrientedImageData()
     k0, j0, i0 = fraction.offset
-    nk, nj, ni = fraction.fraction.shape
+    nk, nj, ni = fraction.levels.shape
     image.SetExtent(i0, i0 + ni - 1, j0, j0 + nj - 1, k0, k0 + nk - 1)
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
     image.SetImageToWorldMatrix(matrix)
-    steps = _FRACTION_MAX - _FRACTION_MIN
-    scalars = vtk.vtkSignedCharArray()
-    scalars.SetNumberOfValues(fraction.fraction.size)
-    values = numpy_support.vtk_to_numpy(scalars).reshape(fraction.fraction.shape)
-    for k in range(0, nk, 16):  # slab by slab, into VTK's array: no volume-sized temporaries, and a Cancel between
-        checkpoint()
-        values[k:k + 16] = np.round(fraction.fraction[k:k + 16] * steps + _FRACTION_MIN)
-    image.GetPointData().SetScalars(scalars)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(fraction.levels.reshape(-1), deep=False,
+                                                               array_type=vtk.VTK_SIGNED_CHAR))
     scalarRange = vtk.vtkDoubleArray()
     scalarRange.SetName(slicer.vtkSegmentationConverter.GetScalarRangeFieldName())
-    scalarRange.InsertNextValue(_FRACTION_MIN)
-    scalarRange.InsertNextValue(_FRACTION_MAX)
+    scalarRange.InsertNextValue(levels.FRACTION_MIN)
+    scalarRange.InsertNextValue(levels.FRACTION_MAX)
     image.GetFieldData().AddArray(scalarRange)
     return image
 
@@ -257,8 +250,9 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     ijk = (np.c_[points, np.ones(len(points))] @ np.linalg.inv(ijkToRas).T)[:, :3] - np.array(fraction.offset[::-1])
     normals = pointNormals(polyData)
     slope = (normals @ directions) * spacing  # how far along the normal one voxel step along each axis goes (mm)
-    measured = fraction.fraction
-    flatMeasured = measured.reshape(-1)  # (a view: the map is one contiguous array)
+    measured = fraction.levels
+    # the stored levels as bytes (a view: the map is one contiguous array), and each byte's fraction
+    flatMeasured, toFraction = measured.reshape(-1).view(np.uint8), levels.FractionMap.fractionTable()
     corners = np.array(list(np.ndindex(2, 2, 2)))
     residual = np.zeros(len(points))
 
@@ -278,7 +272,8 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
             w = (upper[0] if corner[0] else lower[0]) * (upper[1] if corner[1] else lower[1])
             w *= upper[2] if corner[2] else lower[2]
             offset = (corner[2] * measured.shape[1] + corner[1]) * measured.shape[2] + corner[0]
-            residual[part] += w * (np.take(flatMeasured, first + offset) - meshFraction[index])
+            measuredFraction = np.take(toFraction, np.take(flatMeasured, first + offset))
+            residual[part] += w * (measuredFraction - meshFraction[index])
 
     # vertices a chunk at a time, two threads at a time: each vertex's residual is its own, the 8 voxels' arrays
     # stay small
