@@ -93,6 +93,14 @@ def setThreads(count: int) -> None:
     smp = vtk.vtkSMPTools()
     smp.SetBackend("STDThread")
     smp.Initialize(count)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    # numpy's BLAS: one thread. The library's products are N x 3 by 3 x 3 (nothing to share out), and a BLAS
+    # thread spins for a while after each (OpenBLAS): 0.6 s of a core at 300 slices that the pipeline's own
+    # threads needed. Each row is computed as before: the same numbers.
+    threadpool_limits(1, user_api="blas")
 
 
 class SlicerContext:
@@ -285,14 +293,17 @@ class HelperProcess:
     """
 
     def __init__(self, command: list[str], data, what: str, toFile: bool = False, frames: bool = False):
+        import os
         import subprocess
         import tempfile
         import threading
 
         self.what = what
         self.output = tempfile.TemporaryFile() if toFile else None
+        # (no BLAS threads: the jobs use none, and OpenBLAS's spin at start-up while this process works)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        stdout=self.output if toFile else subprocess.PIPE)
+                                        stdout=self.output if toFile else subprocess.PIPE,
+                                        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         self.received, self.frames, self.arrived, self.ended = {}, [], threading.Condition(), False
         # one thread per stream: a process that writes while it reads must never wait on this one
         self.threads = [threading.Thread(target=self._receive, args=("errors", self.process.stderr), daemon=True)]

@@ -71,9 +71,10 @@ class DicomToPrintExtensionTest(unittest.TestCase):
     def test_libraryImportsNothingFromTheApplication(self):
         allowed = {"slicer", "vtk", "vtkmodules", "numpy", "SimpleITK", "pydicom", "DicomToPrintLib"}
         # optional (the "batch" and "3mf" extras; fast-simplification, which Slicer does not bundle and the
-        # extension installs on first use; embreex, which has no wheel for every platform): only inside the
-        # function that needs them, so the library loads without
-        lazilyAllowed = {"dask", "distributed", "lib3mf", "fast_simplification", "embreex"}
+        # extension installs on first use; embreex, which has no wheel for every platform; threadpoolctl, which
+        # only the command line's thread setting uses): only inside the function that needs them, so the library
+        # loads without
+        lazilyAllowed = {"dask", "distributed", "lib3mf", "fast_simplification", "embreex", "threadpoolctl"}
         for name in sorted(os.listdir(LIBRARY)):
             if not name.endswith(".py"):
                 continue
