@@ -132,16 +132,19 @@ def scalarRange(volumeNode) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _slabLabelmap(extent, imageToWorld, voxels: np.ndarray):
-    """A modifier labelmap over ``extent`` holding ``voxels`` (k, j, i), in an image VTK owns (Slicer may keep it
-    in the segment)."""
+def _slabLabelmap(extent, imageToWorld, voxels: np.ndarray, labelValue: int = 1):
+    """A modifier labelmap over ``extent`` holding ``voxels`` (k, j, i; non-zero: ``labelValue``), in an image VTK
+    owns (Slicer may keep it in the segment)."""
     image = vtk.vtkImageData()
     image.SetExtent(*extent)
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(voxels.shape)
     for k in range(0, len(voxels), 64):  # slab by slab: no copy of a part of a volume first, a Cancel between
         checkpoint()
-        values[k:k + 64] = voxels[k:k + 64]
+        if labelValue == 1:
+            values[k:k + 64] = voxels[k:k + 64]
+        else:
+            np.multiply(voxels[k:k + 64] != 0, labelValue, out=values[k:k + 64], casting="unsafe")
     labelmap = slicer.vtkOrientedImageData()
     labelmap.ShallowCopy(image)
     labelmap.SetGeometryFromImageToWorldMatrix(imageToWorld)
@@ -554,6 +557,10 @@ class SegmentEditor:
         return self.logic.GetReferenceImageGeometryString() == \
             slicer.vtkSegmentationConverter.SerializeImageGeometry(volumeGeometry)
 
+    def _aloneOnVolumeGrid(self) -> bool:
+        """Whether the segmentation holds one segment, on the source volume's grid."""
+        return self.segmentationNode.GetSegmentation().GetNumberOfSegments() == 1 and self._onVolumeGrid()
+
     def _select(self, segmentId: str) -> None:
         if not self.segmentationNode.GetSegmentation().GetSegment(segmentId):
             raise ValueError(f"No segment '{segmentId}' in {self.segmentationNode.GetName()}")
@@ -785,7 +792,20 @@ class SegmentEditor:
                 raise ValueError(f"Kernel size must be positive (got {medianKernelMm} mm)")
             inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
             changed = True
-        if changed:
+        if changed and self._aloneOnVolumeGrid():
+            # the segmentation's only segment, on the volume's grid (as the pipeline makes it): the box stored as
+            # its labelmap, as threshold() stores it (Slicer's update below, a slab at a time, pads and copies the
+            # growing labelmap at each slab: 0.2 s at 300 slices; masking and overwriting other segments have
+            # nothing to act on). The test suite checks that the segment is the same either way.
+            # (cropped to its voxels' box, as Slicer's update crops it to the effective extent)
+            tight = boundingBox(inside) or tuple(slice(0, 1) for _ in range(3))  # (none: one voxel, of nothing)
+            tightExtent = [boxExtent[2 * axis] + tight[2 - axis].start + offset for axis in range(3)
+                           for offset in (0, tight[2 - axis].stop - tight[2 - axis].start - 1)]
+            segment = self.segmentationNode.GetSegmentation().GetSegment(segmentId)
+            segment.AddRepresentation(slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(),
+                                      _slabLabelmap(tightExtent, matrix, inside[tight], segment.GetLabelValue()))
+            del inside
+        elif changed:
             # the box only: the segment has no voxel outside the box before or after, so the box's voxels are the
             # whole segment, and Slicer's update has them to go through, not the volume's. A slab at a time,
             # because each update is one call that holds Python's lock (a Cancel waited 1-1.6 s on the whole box

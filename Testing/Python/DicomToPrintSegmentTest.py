@@ -183,18 +183,30 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         volume, segmentation = self.load("islands")
         self.addCleanup(setattr, segment, "WRITE_BACK_SLICES", segment.WRITE_BACK_SLICES)
         results = []
-        for slices in (10_000, 5):  # one slab; many (the segment is emptied, then each slab added)
+        # the segmentation's only segment: stored directly; beside another (empty) segment: Slicer's update, in one
+        # slab and in many (the segment is emptied, then each slab added)
+        for slices, other in ((10_000, False), (10_000, True), (5, True)):
             segment.WRITE_BACK_SLICES = slices
             with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+                otherId = editor.addSegment("Other") if other else None
                 segmentId = editor.addSegment("Bone")
                 editor.threshold(segmentId, 520, 3071)
                 editor.clean(segmentId, segment.KEEP_LARGEST_ISLAND, 100.0, {"outsideLevel": 40.0, "tolerance": 100.0},
                              1.0)
-            results.append(testing.segmentArray(segmentation, segmentId, volume))
-            segmentation.GetSegmentation().RemoveSegment(segmentId)
+            stored = segmentation.GetBinaryLabelmapInternalRepresentation(segmentId)
+            labelValue = segmentation.GetSegmentation().GetSegment(segmentId).GetLabelValue()
+            values = numpy_support.vtk_to_numpy(stored.GetPointData().GetScalars())
+            results.append((testing.segmentArray(segmentation, segmentId, volume), stored.GetExtent(),
+                            sorted(set(np.unique(values).tolist()) - {0}), labelValue))
+            for removed in filter(None, (segmentId, otherId)):
+                segmentation.GetSegmentation().RemoveSegment(removed)
         self.assertGreater(volume.GetImageData().GetDimensions()[2], 3 * 5)
-        np.testing.assert_array_equal(results[1], results[0])
-        self.assertGreater(int(results[0].sum()), 0)
+        for mask, extent, labels, labelValue in results[1:]:
+            np.testing.assert_array_equal(mask, results[0][0])
+            self.assertEqual(extent, results[0][1])  # the box of the segment's voxels and their surroundings
+            self.assertEqual(labels, [labelValue])
+        self.assertEqual(results[0][2], [results[0][3]])
+        self.assertGreater(int(results[0][0].sum()), 0)
 
     def test_segmentMaskReadsTheStoredLabelmapAsSlicerResamplesIt(self):
         volume, segmentation = self.load("islands")
