@@ -165,6 +165,57 @@ def _storedOverlap(labelmap, extent) -> tuple[np.ndarray, tuple] | None:
             tuple(slice(low[a] - extent[2 * a], high[a] - extent[2 * a] + 1) for a in (2, 1, 0)))
 
 
+def segmentBox(segmentationNode, segmentId: str, volumeNode, margin: int = 0,
+               evenStart: bool = False) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """The segment's bounding box on the volume's grid (``margin`` voxels wider, clipped to the volume, as
+    :func:`.levels.boundingBox` finds it on :func:`segmentMask`'s array) and its voxels there (bool, k, j, i);
+    None when it is empty. The segmentation's only segment on the volume's grid (as the pipeline makes it) is
+    read where it is stored, without a mask of the whole volume first (78 MB at 512 x 512 x 300)."""
+    segmentation = segmentationNode.GetSegmentation()
+    stored = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
+    reference = slicer.vtkOrientedImageData()
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    reference.SetImageToWorldMatrix(matrix)
+    volumeExtent = volumeNode.GetImageData().GetExtent()
+    reference.SetExtent(volumeExtent)
+    if segmentation.GetNumberOfSegments() != 1 or stored is None or stored.GetPointData().GetScalars() is None \
+            or not slicer.vtkOrientedImageDataResample.DoGeometriesMatch(stored, reference):
+        whole = segmentMask(segmentationNode, segmentId, volumeNode)
+        box = boundingBox(whole, margin, evenStart)
+        if box is None:
+            return None
+        inside = np.empty(whole[box].shape, bool)
+        for k in range(0, len(inside), 64):  # slab by slab, a Cancel answered between (0.9 s at 2000 slices)
+            checkpoint()
+            inside[k:k + 64] = whole[box][k:k + 64]
+        return box, inside
+    overlap = _storedOverlap(stored, volumeExtent)
+    if overlap is None:
+        return None
+    # alone in its labelmap: its voxels are the non-zero ones
+    source, placed = overlap
+    tight = boundingBox(source)
+    if tight is None:
+        return None
+    shape = [volumeExtent[2 * a + 1] - volumeExtent[2 * a] + 1 for a in (2, 1, 0)]
+    box = []
+    for axis in range(3):  # as levels.boundingBox widens the box of a whole-volume mask
+        low, high = placed[axis].start + tight[axis].start, placed[axis].start + tight[axis].stop - 1
+        start = max(low - margin, 0)
+        box.append(slice(start - start % 2 if evenStart else start, min(high + margin + 1, shape[axis])))
+    box = tuple(box)
+    inside = np.zeros([b.stop - b.start for b in box], bool)
+    target = inside[tuple(slice(placed[a].start + tight[a].start - box[a].start,
+                                placed[a].start + tight[a].stop - box[a].start) for a in range(3))]
+    labelValue = segmentation.GetSegment(segmentId).GetLabelValue()
+    voxels = source[tight]
+    for k in range(0, len(voxels), 64):  # slab by slab, a Cancel answered between
+        checkpoint()
+        np.equal(voxels[k:k + 64], labelValue, out=target[k:k + 64])
+    return box, inside
+
+
 def segmentMask(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
     """The segment as a boolean (k, j, i) array on the volume's voxel grid (resampled if its geometry differs)."""
     reference = slicer.vtkOrientedImageData()
@@ -723,39 +774,46 @@ class SegmentEditor:
         self._select(segmentId)
         matrix = vtk.vtkMatrix4x4()
         self.sourceVolumeNode.GetIJKToRASMatrix(matrix)
-        if self._onVolumeGrid():
-            # the segmentation's grid is the volume's (as the pipeline makes it): the segment read slab by slab
-            # where it is stored, not copied whole by the segment editor first (one call of 1 s at 2000 slices)
+        onGrid = self._onVolumeGrid()
+        if onGrid:
+            # the segmentation's grid is the volume's (as the pipeline makes it): the segment read where it is
+            # stored, not copied whole by the segment editor first (one call of 1 s at 2000 slices)
             self.releaseWorkingImages()  # (selecting the segment had the logic make its labelmap)
             extent, spacing = self.sourceVolumeNode.GetImageData().GetExtent(), self.sourceVolumeNode.GetSpacing()
-            whole = segmentMask(self.segmentationNode, segmentId, self.sourceVolumeNode)
         else:
             labelmap = self._selectedSegmentLabelmap(segmentId)
             checkpoint()
             extent, spacing = labelmap.GetExtent(), labelmap.GetSpacing()
             if extent[1] < extent[0]:
                 return result
-            # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
-            whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(
-                labelmap.GetDimensions()[::-1]) != 0
             labelmap.GetImageToWorldMatrix(matrix)
-            self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
-            del labelmap
-        checkpoint()
         # Every step works on the segment's bounding box with a margin of background that none of them can
         # cross (the reach of the joining voxels, the ring around the object, twice the median's radius), so the
         # result is the whole volume's: a bone is half of a head CT's box or less.
         radius = max(((int(n) - 1) // 2 for n in kernelSizePixel(medianKernelMm, spacing)), default=0) \
             if medianKernelMm and medianKernelMm > 0 else 0
         reach = max(int(np.ceil((fill or {}).get("reachMm", 3.0) / (2.0 * s))) for s in spacing) if fill else 0
-        # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
-        box = boundingBox(whole, 2 * reach + 2 * radius + 6, evenStart=True) or tuple(slice(0, n) for n in whole.shape)
-        checkpoint()
-        inside = np.empty(whole[box].shape, bool)
-        for k in range(0, len(inside), 64):  # slab by slab, a Cancel answered between (0.9 s at 2000 slices)
+        margin = 2 * reach + 2 * radius + 6
+        if onGrid:
+            located = segmentBox(self.segmentationNode, segmentId, self.sourceVolumeNode, margin, evenStart=True)
+            shape = [extent[2 * a + 1] - extent[2 * a] + 1 for a in (2, 1, 0)]
+        else:
+            # the selected segment's labelmap is that segment alone, as 0 and 1, on the reference geometry
+            whole = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(
+                labelmap.GetDimensions()[::-1]) != 0
+            self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
+            del labelmap
             checkpoint()
-            inside[k:k + 64] = whole[box][k:k + 64]
-        del whole  # made again for the result: the steps' peaks are then one whole-volume mask lower
+            box = boundingBox(whole, margin, evenStart=True)
+            located = None if box is None else (box, np.empty(whole[box].shape, bool))
+            for k in range(0, len(located[1]) if located else 0, 64):  # slab by slab, a Cancel answered between
+                checkpoint()
+                located[1][k:k + 64] = whole[box][k:k + 64]
+            shape = whole.shape
+            del whole
+        checkpoint()
+        # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
+        box, inside = located or (tuple(slice(0, n) for n in shape), np.zeros(shape, bool))
         checkpoint()
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
         boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],

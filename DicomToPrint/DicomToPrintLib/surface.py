@@ -328,13 +328,12 @@ def createSubvoxelSurface(segmentationNode, segmentId: str, volumeNode, smoothin
 def _subvoxelSurface(conversion: SurfaceConversion, segmentationNode, segmentId: str, volumeNode,
                      smoothingFactor: float, preserveVolume: bool, refine: bool, hollowWallMm: float, hollowMode: str,
                      drainHoleDiameterMm: float, threshold, insideLevel, intensitiesRead) -> SubvoxelSurface:
-    mask = segment.segmentMask(segmentationNode, segmentId, volumeNode)
+    # the object's part only (its box and the fraction map's margin), read without a mask of the whole volume
+    found = segment.segmentBox(segmentationNode, segmentId, volumeNode, levels.fractionMargin(volumeNode.GetSpacing()))
     checkpoint()
-    box = levels.boundingBox(mask, margin=levels.fractionMargin(volumeNode.GetSpacing()))
-    checkpoint()
-    if box is None:
+    if found is None:
         raise ValueError(f"Segment '{segmentId}' is empty")
-    mask = mask[box].copy()  # the object's part only: the whole volume's mask goes before the fractions
+    box, mask = found
     # no reference to the voxels is kept here: the fraction map lets them go as soon as it can
     fraction = levels.fractionMap(segment.volumeArray(volumeNode)[box], mask, volumeNode.GetSpacing(),
                                   threshold=threshold, insideLevel=insideLevel, offset=tuple(s.start for s in box),

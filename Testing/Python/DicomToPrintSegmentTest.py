@@ -232,6 +232,32 @@ class DicomToPrintSegmentTest(unittest.TestCase):
             np.testing.assert_array_equal(mask, expected)
             self.assertGreater(int(mask.sum()), 1000)
 
+    def test_segmentBoxIsTheBoundingBoxOfTheSegmentMask(self):
+        volume, segmentation = self.load("islands")
+        dims = volume.GetImageData().GetDimensions()
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            segmentId = editor.addSegment("Bone")
+            editor.threshold(segmentId, 520, 3071)
+            emptyId = editor.addSegment("Empty")
+            editor.threshold(emptyId, 5000, 6000)
+        mask = segment.segmentMask(segmentation, segmentId, volume)
+        cases = []
+        for alone in (False, True):  # beside another segment: from segmentMask; alone: where it is stored
+            if alone:
+                segmentation.GetSegmentation().RemoveSegment(emptyId)
+            for margin, evenStart in ((0, False), (3, True), (max(dims), False)):  # the last clipped to the volume
+                box, inside = segment.segmentBox(segmentation, segmentId, volume, margin, evenStart)
+                expected = levels.boundingBox(mask, margin, evenStart)
+                with self.subTest(alone=alone, margin=margin, evenStart=evenStart):
+                    self.assertEqual(box, expected)
+                    np.testing.assert_array_equal(inside, mask[expected])
+                cases.append(box)
+        self.assertEqual(cases[2], tuple(slice(0, n) for n in dims[::-1]))
+        self.assertNotEqual(cases[0], cases[2])
+        with segment.SegmentEditor(self.logic.context, segmentation, volume) as editor:
+            editor.threshold(segmentId, 5000, 6000)
+        self.assertIsNone(segment.segmentBox(segmentation, segmentId, volume, 3))
+
     def test_openingRemovesSpecksAndOtherMethodsKeepTheShell(self):
         volume, segmentation = self.load("islands")
         specks = self.voxelIndex(volume, sampledata.PHANTOMS["islands"].speckCenters)
