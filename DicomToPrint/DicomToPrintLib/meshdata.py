@@ -462,18 +462,37 @@ def selfIntersections(polyData, chunk: int = 500_000, involving: np.ndarray | No
     start = np.floor((low - low.min(axis=0)) / cell).astype(np.int64)
     span = np.floor((high - low.min(axis=0)) / cell).astype(np.int64) - start + 1
     count = span.prod(axis=1)
-    owner = np.repeat(np.arange(n), count)
-    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    dims = [int(d) for d in (start + span).max(axis=0) + 1]
+    total = int(count.sum())
+    # 32-bit cell numbers where they fit (a head's grid and cells do): half the memory to write and read
+    itype = np.int32 if dims[0] * dims[1] * dims[2] < 2**31 and total < 2**31 else np.int64
+    start, span = start.astype(itype), span.astype(itype)
+    owner = np.repeat(np.arange(n, dtype=itype), count)
+    local = np.arange(total, dtype=itype) - np.repeat((np.cumsum(count) - count).astype(itype), count)
     # (np.take on each column: the same values as span[owner, 0], a fraction of the time)
     sx, sy = np.take(span[:, 0], owner), np.take(span[:, 1], owner)
     ix = np.take(start[:, 0], owner) + local % sx
     iy = np.take(start[:, 1], owner) + (local // sx) % sy
     iz = np.take(start[:, 2], owner) + local // (sx * sy)
-    dims = (start + span).max(axis=0) + 1
     key = (ix * dims[1] + iy) * dims[2] + iz
+    del sx, sy, ix, iy, iz, local
     checkpoint()
-    order = stableArgsort(key)
-    key, owner = np.take(key, order), np.take(owner, order)
+    # in cell order, each cell's triangles in their order: the cell and the triangle packed in one integer and
+    # sorted once (what a stable argsort of the cells gives, without the argsort and the two gathers after it)
+    ownerBits = max(int(n - 1).bit_length(), 1)
+    if int(key.max()).bit_length() + ownerBits <= 64:
+        packed = key.astype(np.uint64)
+        packed <<= np.uint64(ownerBits)
+        packed |= owner.astype(np.uint64)
+        del key, owner
+        packed.sort(kind=SORT_KIND)
+        key = packed >> np.uint64(ownerBits)
+        packed &= np.uint64((1 << ownerBits) - 1)
+        owner = packed.astype(np.intp)
+        del packed
+    else:
+        order = stableArgsort(key)
+        key, owner = np.take(key, order), np.take(owner, order)
     checkpoint()
     groupStart = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     groupSize = np.diff(np.concatenate([groupStart, [len(key)]]))
