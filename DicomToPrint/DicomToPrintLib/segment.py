@@ -814,6 +814,7 @@ class SegmentEditor:
         checkpoint()
         # (an empty segment: the whole, as before; the starts even: the cavity step samples every second voxel)
         box, inside = located or (tuple(slice(0, n) for n in shape), np.zeros(shape, bool))
+        del located  # (each step below replaces inside: the first one must not stay held here)
         checkpoint()
         offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
         boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
@@ -860,6 +861,8 @@ class SegmentEditor:
             tightExtent = [boxExtent[2 * axis] + tight[2 - axis].start + offset for axis in range(3)
                            for offset in (0, tight[2 - axis].stop - tight[2 - axis].start - 1)]
             segment = self.segmentationNode.GetSegmentation().GetSegment(segmentId)
+            # the threshold's labelmap let go first (0.02 s), not held beside the new one at the step's peak
+            slicer.vtkSlicerSegmentationsModuleLogic.ClearSegment(self.segmentationNode, segmentId)
             segment.AddRepresentation(slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(),
                                       _slabLabelmap(tightExtent, matrix, inside[tight], segment.GetLabelValue()))
             del inside

@@ -334,6 +334,7 @@ def _subvoxelSurface(conversion: SurfaceConversion, segmentationNode, segmentId:
     if found is None:
         raise ValueError(f"Segment '{segmentId}' is empty")
     box, mask = found
+    del found  # (the mask goes once the fraction map is made)
     # no reference to the voxels is kept here: the fraction map lets them go as soon as it can
     fraction = levels.fractionMap(segment.volumeArray(volumeNode)[box], mask, volumeNode.GetSpacing(),
                                   threshold=threshold, insideLevel=insideLevel, offset=tuple(s.start for s in box),
