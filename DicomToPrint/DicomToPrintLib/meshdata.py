@@ -80,20 +80,24 @@ def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return result
 
 
-def faceNormals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+def faceNormals(points: np.ndarray, triangles: np.ndarray, byAxis: bool = False) -> np.ndarray:
     """(N, 3) normal of each triangle by its winding, as long as twice its area.
 
     On each coordinate's own contiguous array (the refinement's normals of 1.6 M triangles: a quarter of the time
-    of rows of three), with :func:`cross`'s numbers."""
+    of rows of three), with :func:`cross`'s numbers.
+
+    :param byAxis: return them as (3, N): each axis's values contiguous (written so, not copied after).
+    """
     coordinates = [np.ascontiguousarray(points[:, k], np.float64) for k in range(3)]
-    result = np.empty((len(triangles), 3))
+    byAxisResult = np.empty((3, len(triangles)))
+    result = byAxisResult.T if byAxis else np.empty((len(triangles), 3))
     for start in range(0, len(triangles), _TRIANGLE_CHUNK):
         checkpoint()
         part = triangles[start:start + _TRIANGLE_CHUNK]
         a, b, c = ([np.take(x, index) for x in coordinates] for index in part.T.copy())  # (indices contiguous)
         _crossInto([b[k] - a[k] for k in range(3)], [c[k] - a[k] for k in range(3)],
                    result[start:start + _TRIANGLE_CHUNK])
-    return result
+    return byAxisResult if byAxis else result
 
 
 def triangleVolumes(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -119,22 +123,31 @@ def pointNormals(polyData) -> np.ndarray:
     Computed here rather than read from the mesh: normals carried in its point data may be stale.
     """
     triangles, points = trianglesArray(polyData), pointsArray(polyData)
-    weights = faceNormals(points, triangles)  # length: twice the area
+    weights = faceNormals(points, triangles, byAxis=True)  # length: twice the area; (3, N)
     checkpoint()
     # each vertex's sum over every triangle's first corners, then second, then third, in that order: a bincount of
     # the first corners continued by np.add.at (which adds in order) over the others, the same sums as one
     # bincount of all corners without the transposed copy of the corners and a tiled copy of the weights per axis
     corners = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
     del triangles
-    normals = np.empty((len(points), 3))
-    for axis in range(3):
-        weight = np.ascontiguousarray(weights[:, axis])
+    totals = []
+    for weight in weights:
         total = np.bincount(corners[0], weights=weight, minlength=len(points))
         np.add.at(total, corners[1], weight)
         np.add.at(total, corners[2], weight)
-        normals[:, axis] = total
+        totals.append(total)
         checkpoint()
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+    del weights, corners
+    # each normal's length as np.linalg.norm sums the squares of a row (x^2 + y^2, then + z^2): its numbers
+    length = totals[0] * totals[0]
+    length += totals[1] * totals[1]
+    length += totals[2] * totals[2]
+    np.sqrt(length, out=length)
+    np.maximum(length, 1e-300, out=length)
+    normals = np.empty((len(points), 3))
+    for axis, total in enumerate(totals):
+        np.divide(total, length, out=normals[:, axis])
+    return normals
 
 
 #: How integer keys of a mesh are sorted: numpy's stable sort (a merge of runs) finds the runs a mesh's keys come
