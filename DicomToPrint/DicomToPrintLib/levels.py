@@ -467,22 +467,25 @@ def _interpolate(stacked: np.ndarray, shrink, where, result: np.ndarray, start: 
 
 def _boundaryBand(inside: np.ndarray) -> np.ndarray:
     """Voxels with a voxel of the other side among their 26 neighbours: the partial-volume band on both sides of
-    the boundary (a 3 x 3 x 3 maximum and minimum, each separable into three passes)."""
-    def extreme(operation):
-        result = inside
+    the boundary (a 3 x 3 x 3 maximum and minimum, each separable into three passes). The passes go back and forth
+    between arrays made once: three fresh box-sized arrays, not six (each costs its first write)."""
+    def extreme(operation, out, spare):
+        source = inside
         for axis in range(3):
             lower, upper = [slice(None)] * 3, [slice(None)] * 3
             lower[axis], upper[axis] = slice(0, -1), slice(1, None)
             lower, upper = tuple(lower), tuple(upper)
             checkpoint()
-            passed = result.copy()
-            operation(passed[lower], result[upper], out=passed[lower])  # in place: no temporaries
-            operation(passed[upper], result[lower], out=passed[upper])
-            result = passed
-        return result
+            target = spare if axis == 1 else out  # inside -> out -> spare -> out
+            np.copyto(target, source)
+            operation(target[lower], source[upper], out=target[lower])  # in place: no temporaries
+            operation(target[upper], source[lower], out=target[upper])
+            source = target
+        return out
 
-    band = extreme(np.logical_or)
-    interior = extreme(np.logical_and)
+    first, second = np.empty_like(inside), np.empty_like(inside)
+    band = extreme(np.logical_or, first, second)
+    interior = extreme(np.logical_and, second, np.empty_like(inside))
     np.logical_not(interior, out=interior)
     band &= interior
     return band

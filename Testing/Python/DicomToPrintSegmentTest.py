@@ -380,6 +380,21 @@ class DicomToPrintSegmentTest(unittest.TestCase):
         levels._interpolate(binned, shrink, where, result, 0, len(result), step)
         np.testing.assert_allclose(result[:, 0], field[where], rtol=0, atol=1e-4)
 
+    def test_boundaryBandIsEveryVoxelWithTheOtherSideAmongItsNeighbours(self):
+        rng = np.random.default_rng(2)
+        inside = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(
+            sitk.GetImageFromArray(rng.random((30, 40, 35)).astype(np.float32)), 1.5)) > 0.5
+        # each voxel against its 26 neighbours (the array's faces have none beyond them), one shift at a time
+        padded = np.pad(inside, 1, mode="edge")
+        anyInside, allInside = np.zeros_like(inside), np.ones_like(inside)
+        for dk, dj, di in np.ndindex(3, 3, 3):
+            neighbour = padded[dk:dk + inside.shape[0], dj:dj + inside.shape[1], di:di + inside.shape[2]]
+            anyInside |= neighbour
+            allInside &= neighbour
+        expected = anyInside & ~allInside
+        np.testing.assert_array_equal(levels._boundaryBand(inside), expected)
+        self.assertGreater(int(expected.sum()), 1000)
+
     def test_fractionMapOfTheObjectsSurroundingsEqualsThatOfTheWholeVolume(self):
         # the surface step passes only the box around the object (fractionMargin voxels wider) and frees the
         # volume once the levels are read: the same fractions, at the same place, as from the whole volume
