@@ -24,6 +24,7 @@ import numpy as np
 import vtk
 
 from .meshdata import (
+    _TRIANGLE_CHUNK,
     SORT_KIND,
     _cornerFans,
     _perTriangle,
@@ -98,10 +99,15 @@ def removeDuplicateTriangles(polyData) -> tuple[vtk.vtkPolyData, int]:
     triangles = trianglesArray(polyData)
     if len(triangles) == 0:
         return polyData, 0
-    corners = np.sort(triangles, axis=1).astype(np.int64)
     base = int(triangles.max()) + 1
-    key = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
+    key = np.empty(len(triangles), np.int64)
+    for start in range(0, len(triangles), _TRIANGLE_CHUNK):  # a chunk at a time, a Cancel answered between
+        checkpoint()
+        corners = np.sort(triangles[start:start + _TRIANGLE_CHUNK], axis=1).astype(np.int64)
+        key[start:start + _TRIANGLE_CHUNK] = (corners[:, 0] * base + corners[:, 1]) * base + corners[:, 2]
+    checkpoint()
     ordered = np.sort(key, kind=SORT_KIND)
+    checkpoint()
     if not np.any(ordered[1:] == ordered[:-1]):  # the usual case, found by a plain sort
         return polyData, 0
     _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)

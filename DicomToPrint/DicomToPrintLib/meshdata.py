@@ -181,8 +181,10 @@ def sideKeys(triangles: np.ndarray, directed: bool = False) -> np.ndarray:
     start = np.empty(3 * len(triangles), np.int64)  # filled in place: two side-sized arrays at most
     end = np.empty(3 * len(triangles), np.int64)
     for k in range(3):
+        checkpoint()
         start[k * len(triangles):(k + 1) * len(triangles)] = triangles[:, k]
         end[k * len(triangles):(k + 1) * len(triangles)] = triangles[:, (k + 1) % 3]
+    checkpoint()
     if not directed:
         smaller = np.minimum(start, end)
         np.maximum(start, end, out=end)

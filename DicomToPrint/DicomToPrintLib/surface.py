@@ -248,6 +248,7 @@ def refinePartialVolume(polyData, fraction: levels.FractionMap, volumeNode) -> v
     directions = ijkToRas[:3, :3] / spacing  # unit voxel axes (RAS) as columns
     points = pointsArray(polyData)
     ijk = (np.c_[points, np.ones(len(points))] @ np.linalg.inv(ijkToRas).T)[:, :3] - np.array(fraction.offset[::-1])
+    checkpoint()  # (0.5 s at 2000 slices since the last)
     normals = pointNormals(polyData)
     slope = (normals @ directions) * spacing  # how far along the normal one voxel step along each axis goes (mm)
     measured = fraction.levels
