@@ -321,10 +321,9 @@ class FractionMap:
     insideLevelSource: str
 
     @staticmethod
-    def quantize(fractions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def quantize(fractions: np.ndarray) -> np.ndarray:
         """Fractions (0..1, float32) on Slicer's signed-char scale, rounded to the nearest step."""
-        return np.round(fractions * FRACTION_STEPS + FRACTION_MIN).astype(np.int8) if out is None else \
-            np.copyto(out, np.round(fractions * FRACTION_STEPS + FRACTION_MIN), casting="unsafe")
+        return np.round(fractions * FRACTION_STEPS + FRACTION_MIN).astype(np.int8)
 
     @staticmethod
     def fractionTable() -> np.ndarray:
@@ -360,9 +359,15 @@ def boundingBox(mask: np.ndarray, margin: int = 0, evenStart: bool = False) -> t
         index = np.flatnonzero(occupied[axis])
         if len(index) == 0:
             return None
-        start = max(int(index[0]) - margin, 0)
-        box.append(slice(start - start % 2 if evenStart else start, min(int(index[-1]) + margin + 1, mask.shape[axis])))
+        box.append(widened(int(index[0]), int(index[-1]), mask.shape[axis], margin, evenStart))
     return tuple(box)
+
+
+def widened(first: int, last: int, size: int, margin: int = 0, evenStart: bool = False) -> slice:
+    """The slice from index ``first`` to ``last`` (included) along an axis of ``size``, ``margin`` wider on each side,
+    clipped to the axis, its start made even with ``evenStart`` (see :func:`boundingBox`)."""
+    start = max(first - margin, 0)
+    return slice(start - start % 2 if evenStart else start, min(last + margin + 1, size))
 
 
 def _image(array: np.ndarray, spacing) -> sitk.Image:

@@ -22,7 +22,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .levels import boundingBox
+from .levels import boundingBox, widened
 from .runtime import DicomToPrintError, SlicerContext, checkChoice, checkpoint, execute, threadMap, update
 
 # Threshold presets: (lower, upper) in HU; upper None means "up to the highest value in the volume", so metal
@@ -165,6 +165,25 @@ def _storedOverlap(labelmap, extent) -> tuple[np.ndarray, tuple] | None:
             tuple(slice(low[a] - extent[2 * a], high[a] - extent[2 * a] + 1) for a in (2, 1, 0)))
 
 
+def _boxExtent(extent, box) -> list[int]:
+    """The extent (i0, i1, j0, j1, k0, k1) of ``box`` ((k, j, i) slices) of an image over ``extent``."""
+    return [extent[2 * axis] + box[2 - axis].start + offset for axis in range(3)
+            for offset in (0, box[2 - axis].stop - box[2 - axis].start - 1)]
+
+
+def _maskBox(whole: np.ndarray, margin: int, evenStart: bool) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """:func:`.levels.boundingBox` of a mask and a copy of its voxels there, copied slab by slab (a Cancel
+    answered between: 0.9 s at 2000 slices); None when it is empty."""
+    box = boundingBox(whole, margin, evenStart)
+    if box is None:
+        return None
+    inside = np.empty(whole[box].shape, bool)
+    for k in range(0, len(inside), 64):
+        checkpoint()
+        inside[k:k + 64] = whole[box][k:k + 64]
+    return box, inside
+
+
 def segmentBox(segmentationNode, segmentId: str, volumeNode, margin: int = 0,
                evenStart: bool = False) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
     """The segment's bounding box on the volume's grid (``margin`` voxels wider, clipped to the volume, as
@@ -181,15 +200,7 @@ def segmentBox(segmentationNode, segmentId: str, volumeNode, margin: int = 0,
     reference.SetExtent(volumeExtent)
     if segmentation.GetNumberOfSegments() != 1 or stored is None or stored.GetPointData().GetScalars() is None \
             or not slicer.vtkOrientedImageDataResample.DoGeometriesMatch(stored, reference):
-        whole = segmentMask(segmentationNode, segmentId, volumeNode)
-        box = boundingBox(whole, margin, evenStart)
-        if box is None:
-            return None
-        inside = np.empty(whole[box].shape, bool)
-        for k in range(0, len(inside), 64):  # slab by slab, a Cancel answered between (0.9 s at 2000 slices)
-            checkpoint()
-            inside[k:k + 64] = whole[box][k:k + 64]
-        return box, inside
+        return _maskBox(segmentMask(segmentationNode, segmentId, volumeNode), margin, evenStart)
     overlap = _storedOverlap(stored, volumeExtent)
     if overlap is None:
         return None
@@ -199,12 +210,9 @@ def segmentBox(segmentationNode, segmentId: str, volumeNode, margin: int = 0,
     if tight is None:
         return None
     shape = [volumeExtent[2 * a + 1] - volumeExtent[2 * a] + 1 for a in (2, 1, 0)]
-    box = []
-    for axis in range(3):  # as levels.boundingBox widens the box of a whole-volume mask
-        low, high = placed[axis].start + tight[axis].start, placed[axis].start + tight[axis].stop - 1
-        start = max(low - margin, 0)
-        box.append(slice(start - start % 2 if evenStart else start, min(high + margin + 1, shape[axis])))
-    box = tuple(box)
+    # (widened as levels.boundingBox widens the box of a whole-volume mask)
+    box = tuple(widened(placed[a].start + tight[a].start, placed[a].start + tight[a].stop - 1, shape[a], margin,
+                        evenStart) for a in range(3))
     inside = np.zeros([b.stop - b.start for b in box], bool)
     target = inside[tuple(slice(placed[a].start + tight[a].start - box[a].start,
                                 placed[a].start + tight[a].stop - box[a].start) for a in range(3))]
@@ -615,6 +623,22 @@ class SegmentEditor:
         """Whether the segmentation holds one segment, on the source volume's grid."""
         return self.segmentationNode.GetSegmentation().GetNumberOfSegments() == 1 and self._onVolumeGrid()
 
+    def _storeAlone(self, segmentId: str, voxels: np.ndarray, extent, imageToWorld) -> None:
+        """Store ``voxels`` (k, j, i over ``extent``; non-zero: in the segment) as the segment's labelmap, cropped to
+        the box of its voxels as Slicer's update crops it to the effective extent, for the segmentation's only
+        segment on the volume's grid. Slicer's update (ModifySegmentByLabelmap) would copy the box in one call
+        (0.7-2 s at 2000 slices, no Cancel answered meanwhile); this copies it slab by slab. Masking and overwriting
+        other segments, which that update also does, have nothing to act on. The old labelmap is let go first (0.02
+        s), not held beside the new one at the step's peak."""
+        box = boundingBox(voxels) or tuple(slice(0, 1) for _ in range(3))  # (none: one voxel, of nothing)
+        segment = self.segmentationNode.GetSegmentation().GetSegment(segmentId)
+        slicer.vtkSlicerSegmentationsModuleLogic.ClearSegment(self.segmentationNode, segmentId)
+        segment.AddRepresentation(slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(),
+                                  _slabLabelmap(_boxExtent(extent, box), imageToWorld, voxels[box],
+                                                segment.GetLabelValue()))
+        logic = slicer.vtkSlicerSegmentationsModuleLogic
+        logic.SetSegmentStatus(segment, logic.InProgress)
+
     def _select(self, segmentId: str) -> None:
         if not self.segmentationNode.GetSegmentation().GetSegment(segmentId):
             raise ValueError(f"No segment '{segmentId}' in {self.segmentationNode.GetName()}")
@@ -686,25 +710,13 @@ class SegmentEditor:
         threshold.SetOutputScalarType(modifier.GetScalarType())
         update(threshold)
         if alone:
-            # Stored as the segment's labelmap, the box of its voxels copied slab by slab (a Cancel answered
-            # between): Slicer's update (ModifySegmentByLabelmap) would copy the same box in one call of 0.7-2 s at
-            # 2000 slices, with no Cancel answered meanwhile. Masking and overwriting other segments, which that
-            # update also does, have nothing to act on.
             output = threshold.GetOutput()
             voxels = numpy_support.vtk_to_numpy(output.GetPointData().GetScalars()).reshape(
                 output.GetDimensions()[::-1])
-            box = boundingBox(voxels) or tuple(slice(0, 1) for _ in range(3))  # (none: one voxel, of nothing)
-            extent = output.GetExtent()
-            boxExtent = [extent[2 * axis] + box[2 - axis].start + offset for axis in range(3)
-                         for offset in (0, box[2 - axis].stop - box[2 - axis].start - 1)]
             matrix = vtk.vtkMatrix4x4()
             modifier.GetImageToWorldMatrix(matrix)
-            labelmap = _slabLabelmap(boxExtent, matrix, voxels[box])
+            self._storeAlone(segmentId, voxels, output.GetExtent(), matrix)
             del voxels, output, threshold
-            segmentation.GetSegment(segmentId).AddRepresentation(
-                slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(), labelmap)
-            slicer.vtkSlicerSegmentationsModuleLogic.SetSegmentStatus(
-                segmentation.GetSegment(segmentId), slicer.vtkSlicerSegmentationsModuleLogic.InProgress)
         else:
             modifier.ShallowCopy(threshold.GetOutput())  # its voxels, not a copy (a volume-sized one: 1 s at 2000
             del threshold  # slices)
@@ -807,11 +819,7 @@ class SegmentEditor:
             self.releaseWorkingImages()  # the logic's copy of the labelmap is not needed again
             del labelmap
             checkpoint()
-            box = boundingBox(whole, margin, evenStart=True)
-            located = None if box is None else (box, np.empty(whole[box].shape, bool))
-            for k in range(0, len(located[1]) if located else 0, 64):  # slab by slab, a Cancel answered between
-                checkpoint()
-                located[1][k:k + 64] = whole[box][k:k + 64]
+            located = _maskBox(whole, margin, evenStart=True)
             shape = whole.shape
             del whole
         checkpoint()
@@ -819,10 +827,7 @@ class SegmentEditor:
         box, inside = located or (tuple(slice(0, n) for n in shape), np.zeros(shape, bool))
         del located  # (each step below replaces inside: the first one must not stay held here)
         checkpoint()
-        offset = [box[2].start, box[1].start, box[0].start]  # (i, j, k) of the box's first voxel
-        boxExtent = [bound for axis in range(3) for bound in (extent[2 * axis] + offset[axis],
-                                                               extent[2 * axis] + offset[axis]
-                                                               + inside.shape[2 - axis] - 1)]
+        boxExtent = _boxExtent(extent, box)
         changed = False
         if islandsOperation not in (None, ISLANDS_NONE):
             minimumSize = int(math.ceil(minimumSizeMm3 / float(np.prod(spacing)) - 1e-9))
@@ -855,19 +860,10 @@ class SegmentEditor:
             inside = binaryMedian(inside, kernelSizePixel(medianKernelMm, spacing))
             changed = True
         if changed and self._aloneOnVolumeGrid():
-            # the segmentation's only segment, on the volume's grid (as the pipeline makes it): the box stored as
-            # its labelmap, as threshold() stores it (Slicer's update below, a slab at a time, pads and copies the
-            # growing labelmap at each slab: 0.2 s at 300 slices; masking and overwriting other segments have
-            # nothing to act on). The test suite checks that the segment is the same either way.
-            # (cropped to its voxels' box, as Slicer's update crops it to the effective extent)
-            tight = boundingBox(inside) or tuple(slice(0, 1) for _ in range(3))  # (none: one voxel, of nothing)
-            tightExtent = [boxExtent[2 * axis] + tight[2 - axis].start + offset for axis in range(3)
-                           for offset in (0, tight[2 - axis].stop - tight[2 - axis].start - 1)]
-            segment = self.segmentationNode.GetSegmentation().GetSegment(segmentId)
-            # the threshold's labelmap let go first (0.02 s), not held beside the new one at the step's peak
-            slicer.vtkSlicerSegmentationsModuleLogic.ClearSegment(self.segmentationNode, segmentId)
-            segment.AddRepresentation(slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName(),
-                                      _slabLabelmap(tightExtent, matrix, inside[tight], segment.GetLabelValue()))
+            # the segmentation's only segment, on the volume's grid (as the pipeline makes it): stored as threshold()
+            # stores it (Slicer's update below, a slab at a time, pads and copies the growing labelmap at each slab:
+            # 0.2 s at 300 slices). The test suite checks that the segment is the same either way.
+            self._storeAlone(segmentId, inside, boxExtent, matrix)
             del inside
         elif changed:
             # the box only: the segment has no voxel outside the box before or after, so the box's voxels are the
